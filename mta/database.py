@@ -1,0 +1,142 @@
+"""PostgreSQL access: the embedded server, the connection pool and schema migrations.
+
+With no `database.url` the daemon starts a private PostgreSQL (the `pgserver` package) in
+`<state_dir>/pgdata`, reached over a Unix socket; the same SQL runs against an external server
+in production. Migrations are numbered `.sql` files in each package's `schema/` folder, applied
+in order inside one transaction each and recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+
+from mta.config import Config
+
+log = logging.getLogger("sendmill.database")
+
+# Packages that own tables, in dependency order: later ones may reference earlier ones.
+SCHEMA_PACKAGES = ("mta", "bounce", "tracker", "control")
+MIGRATION_LOCK = 7411001  # pg_advisory_xact_lock key: one migrator at a time across daemons
+
+
+class PendingMigrations(Exception):
+    """The database schema is behind the code and migrations were not allowed to run."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    package: str
+    version: str
+    sql: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.package}/{self.version}"
+
+
+def embedded_url(state_dir: Path, cleanup_mode: str | None = None) -> str:
+    """Start (or join) the embedded PostgreSQL in `state_dir/pgdata` and return its URL.
+
+    By default the server outlives this process, so a kill -9 of the daemon (or a second
+    daemon sharing it) never takes the database down with it; tests pass "stop".
+    """
+    import pgserver  # imported lazily: only the embedded mode needs it
+
+    pgdata = (state_dir / "pgdata").absolute()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+    return server.get_uri()
+
+
+async def resolve_url(config: Config) -> str:
+    if config.database.url:
+        return config.database.url
+    return await asyncio.to_thread(embedded_url, config.state_path)
+
+
+def discover_migrations(packages: tuple[str, ...] = SCHEMA_PACKAGES) -> list[Migration]:
+    found: list[Migration] = []
+    for package in packages:
+        try:
+            folder = resources.files(package) / "schema"
+        except ModuleNotFoundError:
+            continue
+        if not folder.is_dir():
+            continue
+        files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+        for f in files:
+            found.append(Migration(package, f.name.removesuffix(".sql"), f.read_text()))
+    return found
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[Migration]:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied = {r["id"] for r in await conn.fetch("SELECT id FROM schema_migrations")}
+    return [m for m in discover_migrations() if m.id not in applied]
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations; returns the ids applied. Safe to run from several daemons."""
+    done: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        for migration in await pending_migrations(conn):
+            log.info("applying migration %s", migration.id)
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations (id) VALUES ($1)", migration.id)
+            done.append(migration.id)
+    return done
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
+    )
+
+
+def _json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _json_loads(value: str) -> object:
+    import json
+
+    return json.loads(value)
+
+
+async def connect(url: str, size: int = 10) -> asyncpg.Pool:
+    """A connection pool with Sendmill's type codecs."""
+    return await asyncpg.create_pool(
+        url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+    )
+
+
+async def open_pool(config: Config, *, size: int | None = None) -> asyncpg.Pool:
+    """Open the pool for `config`, applying (or refusing on) pending migrations."""
+    url = await resolve_url(config)
+    pool = await connect(url, size or config.database.pool_size)
+    async with pool.acquire() as conn:
+        if config.database.apply_migrations:
+            await migrate(conn)
+            pending = []
+        else:
+            pending = await pending_migrations(conn)
+    if pending:
+        await pool.close()
+        raise PendingMigrations(
+            "pending migrations: "
+            + ", ".join(m.id for m in pending)
+            + " (run `sendmill migrate` or set database.apply_migrations = true)"
+        )
+    return pool
