@@ -1,0 +1,183 @@
+-- name: enqueue-message
+-- Stores one message body and a row per envelope recipient, in one statement (one commit).
+-- Recipients already suppressed for the company start as 'suppressed' and are never sent.
+-- $1 company_id, $2 credential_id, $3 mail_from, $4 from_domain, $5 message_id header,
+-- $6 body, $7 smtputf8, $8 eight_bit, $9 recipients[], $10 domains[], $11 priority,
+-- $12 max age (seconds), $13 initial state ('queued' or 'held')
+WITH m AS (
+    INSERT INTO messages (company_id, credential_id, mail_from, from_domain, message_id,
+                          body, size, smtputf8, eight_bit)
+    VALUES ($1, $2, $3, $4, $5, $6::bytea, octet_length($6::bytea), $7, $8)
+    RETURNING id
+)
+INSERT INTO recipients (message_id, company_id, recipient, domain, priority, state, expires_at,
+                        last_reply)
+SELECT m.id, $1, r.recipient, r.domain, $11,
+       CASE WHEN s.address IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
+       now() + make_interval(secs => $12),
+       CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
+FROM m, unnest($9::text[], $10::text[]) WITH ORDINALITY AS r(recipient, domain, n)
+LEFT JOIN suppressions s ON s.company_id = $1 AND s.address = lower(r.recipient)
+ORDER BY r.n
+RETURNING id, message_id, recipient, state::text;
+
+-- name: claim-due-recipients
+-- Leases up to $1 due recipients to node $4 for $3 seconds, fairly: at most $2 per company per
+-- claim, transactional (priority 0) before bulk, oldest first. Rows locked by another node are
+-- skipped (SKIP LOCKED), so several daemons on one database never claim the same row.
+-- Domains in $5 (throttled or paused here) are left for later.
+WITH due AS (
+    SELECT d.id
+    FROM companies c
+    CROSS JOIN LATERAL (
+        SELECT r.id
+        FROM recipients r
+        WHERE r.company_id = c.id
+          AND r.state IN ('queued', 'deferred')
+          AND r.next_attempt_at <= now()
+          AND r.domain <> ALL ($5::text[])
+        ORDER BY r.priority, r.next_attempt_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) d
+    LIMIT $1
+)
+UPDATE recipients r
+SET state = 'sending', lease_until = now() + make_interval(secs => $3), leased_by = $4,
+    updated_at = now()
+FROM due
+WHERE r.id = due.id
+RETURNING r.id, r.message_id, r.company_id, r.recipient, r.domain, r.priority, r.attempts,
+          r.expires_at, r.created_at;
+
+-- name: retake-expired-leases
+-- Returns rows whose lease ran out (their node died or hung) to the queue, due now.
+UPDATE recipients
+SET state = 'deferred', lease_until = NULL, leased_by = NULL, next_attempt_at = now(),
+    updated_at = now()
+WHERE state = 'sending' AND lease_until < now()
+RETURNING id;
+
+-- name: renew-leases
+-- Extends the leases node $1 still holds by $2 seconds (called while deliveries are under way).
+UPDATE recipients
+SET lease_until = now() + make_interval(secs => $2)
+WHERE state = 'sending' AND leased_by = $1;
+
+-- name: release-leases
+-- Gives back rows node $1 holds but has not attempted ($2 ids), without counting an attempt:
+-- on shutdown or when a site is throttled. Optional delay $3 seconds.
+UPDATE recipients
+SET state = CASE WHEN attempts = 0 THEN 'queued'::recipient_state ELSE 'deferred' END,
+    lease_until = NULL, leased_by = NULL,
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = ANY ($2::bigint[]) AND state = 'sending' AND leased_by = $1;
+
+-- name: fetch-messages
+-- Bodies and envelope data of the messages $1 (ids), for delivery.
+SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight_bit
+FROM messages
+WHERE id = ANY ($1::bigint[]);
+
+-- name: suppressed-among
+-- Which of the addresses $2 (lower-cased) company $1 has suppressed.
+SELECT address, reason FROM suppressions
+WHERE company_id = $1 AND address = ANY ($2::text[]);
+
+-- name: record-outcomes
+-- Applies a batch of attempt outcomes and records each attempt. Only rows still leased by node
+-- $1 are updated (a row retaken by another node after our lease expired is not overwritten).
+-- $2 ids, $3 new states, $4 next attempt delays (seconds; NULL when final), $5 mx, $6 codes,
+-- $7 replies, $8 durations (ms), $9 whether the attempt counts (false for suppression)
+WITH o AS (
+    SELECT * FROM unnest($2::bigint[], $3::text[], $4::float8[], $5::text[], $6::int[],
+                         $7::text[], $8::int[], $9::bool[])
+        AS o(id, state, delay, mx, code, reply, duration_ms, counts)
+), u AS (
+    UPDATE recipients r
+    SET state = o.state::recipient_state,
+        attempts = r.attempts + CASE WHEN o.counts THEN 1 ELSE 0 END,
+        next_attempt_at = CASE WHEN o.delay IS NULL THEN r.next_attempt_at
+                               ELSE now() + make_interval(secs => o.delay) END,
+        last_reply = o.reply, last_mx = COALESCE(o.mx, r.last_mx),
+        lease_until = NULL, leased_by = NULL, updated_at = now(),
+        finished_at = CASE WHEN o.state IN ('delivered', 'bounced', 'expired', 'suppressed')
+                           THEN now() END
+    FROM o
+    WHERE r.id = o.id AND r.state = 'sending' AND r.leased_by = $1
+    RETURNING r.id
+)
+INSERT INTO attempts (recipient_id, mx, code, reply, outcome, duration_ms, node)
+SELECT o.id, o.mx, o.code, o.reply, o.state::recipient_state, o.duration_ms, $1
+FROM o JOIN u ON u.id = o.id
+WHERE o.counts
+RETURNING recipient_id;
+
+-- name: queue-counts
+-- Counts by state and destination domain, optionally for one domain ($1 NULL = all).
+SELECT domain, state::text, count(*) AS n
+FROM recipients
+WHERE $1::text IS NULL OR domain = $1
+GROUP BY domain, state
+ORDER BY domain, state;
+
+-- name: queue-state-totals
+-- Totals by state, for the queue gauge.
+SELECT state::text, count(*) AS n FROM recipients GROUP BY state;
+
+-- name: recipient-status
+-- The visible outcome of one recipient row, scoped to company $2.
+SELECT r.id, r.recipient, r.state::text, r.attempts, r.last_reply, r.last_mx,
+       r.next_attempt_at, r.created_at, r.finished_at, r.message_id
+FROM recipients r
+WHERE r.id = $1 AND r.company_id = $2;
+
+-- name: recipient-attempts
+-- Every attempt of recipient $1, oldest first.
+SELECT at, mx, code, reply, outcome::text, duration_ms, node
+FROM attempts WHERE recipient_id = $1 ORDER BY id;
+
+-- name: queue-retry
+-- Makes matching deferred/queued recipients due now. $1 domain or NULL, $2 company or NULL,
+-- $3 ids or NULL.
+UPDATE recipients SET next_attempt_at = now(), updated_at = now()
+WHERE state IN ('queued', 'deferred')
+  AND ($1::text IS NULL OR domain = $1)
+  AND ($2::bigint IS NULL OR company_id = $2)
+  AND ($3::bigint[] IS NULL OR id = ANY ($3))
+RETURNING id;
+
+-- name: queue-hold
+-- Holds matching queued/deferred recipients: never attempted until released.
+UPDATE recipients SET state = 'held', updated_at = now()
+WHERE state IN ('queued', 'deferred')
+  AND ($1::text IS NULL OR domain = $1)
+  AND ($2::bigint IS NULL OR company_id = $2)
+  AND ($3::bigint[] IS NULL OR id = ANY ($3))
+RETURNING id;
+
+-- name: queue-release
+-- Releases held recipients: due now.
+UPDATE recipients SET state = 'queued', next_attempt_at = now(), updated_at = now()
+WHERE state = 'held'
+  AND ($1::text IS NULL OR domain = $1)
+  AND ($2::bigint IS NULL OR company_id = $2)
+  AND ($3::bigint[] IS NULL OR id = ANY ($3))
+RETURNING id;
+
+-- name: queue-delete
+-- Deletes matching recipients that are not being delivered right now; the operator's
+-- explicit decision (it is recorded as an attempt with outcome 'bounced' first).
+WITH d AS (
+    SELECT id FROM recipients
+    WHERE state IN ('queued', 'deferred', 'held')
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    FOR UPDATE
+)
+UPDATE recipients r
+SET state = 'bounced', last_reply = '550 5.0.0 deleted from the queue by the operator',
+    finished_at = now(), updated_at = now()
+FROM d WHERE r.id = d.id
+RETURNING r.id;
