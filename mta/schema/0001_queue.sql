@@ -104,3 +104,17 @@ CREATE TABLE suppressions (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (company_id, address)
 );
+
+-- Mail received for the bounce domain (DSNs, complaints), kept raw until the bounce processor
+-- has read it, so nothing accepted is lost even when it cannot be parsed.
+CREATE TABLE inbound_messages (
+    id             bigserial PRIMARY KEY,
+    -- the recipient row named by the VERP token; NULL when the token was missing or forged
+    recipient_id   bigint REFERENCES recipients(id) ON DELETE SET NULL,
+    envelope_from  text NOT NULL,
+    envelope_to    text NOT NULL,
+    body           bytea NOT NULL,
+    received_at    timestamptz NOT NULL DEFAULT now(),
+    processed_at   timestamptz
+);
+CREATE INDEX inbound_messages_unprocessed ON inbound_messages (id) WHERE processed_at IS NULL;

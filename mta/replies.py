@@ -1,0 +1,28 @@
+"""SMTP replies Sendmill gives, as named constants used by the servers and by the tests.
+
+Enhanced status codes per RFC 3463; texts say what is wrong in words a sender understands.
+"""
+
+S220_READY = "220 {hostname} ESMTP Sendmill"
+S221_BYE = "221 2.0.0 Bye"
+S235_AUTH_OK = "235 2.7.0 Authentication successful"
+S250_OK = "250 2.0.0 OK"
+S250_QUEUED = "250 2.0.0 OK: queued as {ids}"
+S250_SENDER_OK = "250 2.1.0 Sender OK"
+S250_RECIPIENT_OK = "250 2.1.5 Recipient OK"
+
+S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+S451_QUEUE_UNAVAILABLE = "451 4.3.0 Queue temporarily unavailable, try again later"
+S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+
+S500_LINE_TOO_LONG = "500 5.5.2 Line too long"
+S501_BAD_ADDRESS = "501 5.1.3 Bad address syntax"
+S503_NO_RECIPIENTS = "503 5.5.1 No valid recipients"
+S530_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+S535_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+S538_ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
+S550_NO_RELAY = "550 5.7.1 Relaying denied: authenticate to send to this domain"
+S550_NO_SUCH_USER = "550 5.1.1 No such user here"
+S550_FROM_NOT_OWNED = "550 5.7.1 Sender domain {domain} is not a sending domain of this account"
+S552_TOO_BIG = "552 5.3.4 Message too big for this server (limit {limit} bytes)"
+S554_BAD_HEADERS = "554 5.6.0 Message rejected: {reason}"

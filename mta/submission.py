@@ -1,0 +1,217 @@
+"""Submission policy shared by SMTP and HTTP intake: who may send what, and message checks.
+
+Both front ends turn a client's request into a `Submission` through `SubmissionPolicy`, which
+raises a specific `SubmissionError`; the SMTP server maps it to its reply (`smtp_reply`) and the
+HTTP API to its error body (`http_status`, `error_code`) — each in one place.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from mta import replies, tenants
+from mta.credentials import Credential
+from mta.queue import Submission
+
+MAX_LINE = 998  # RFC 5322 §2.1.1: at most 998 characters per line, excluding CRLF
+_ADDR = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]+$")
+
+
+class SubmissionError(Exception):
+    """A submission refused for a reason the client must hear."""
+
+    smtp_reply = "554 5.0.0 Rejected"
+    http_status = 422
+    error_code = "rejected"
+
+    def __init__(self, message: str | None = None, *, smtp_reply: str | None = None) -> None:
+        if smtp_reply:
+            self.smtp_reply = smtp_reply
+        super().__init__(message or self.smtp_reply[10:])
+
+
+class RelayDenied(SubmissionError):
+    smtp_reply = replies.S550_NO_RELAY
+    http_status = 403
+    error_code = "relay_denied"
+
+
+class FromDomainNotOwned(SubmissionError):
+    http_status = 403
+    error_code = "sender_domain_not_allowed"
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(
+            f"sender domain {domain} is not a sending domain of this account",
+            smtp_reply=replies.S550_FROM_NOT_OWNED.format(domain=domain),
+        )
+
+
+class MessageTooLarge(SubmissionError):
+    http_status = 413
+    error_code = "message_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"message exceeds the limit of {limit} bytes",
+            smtp_reply=replies.S552_TOO_BIG.format(limit=limit),
+        )
+
+
+class TooManyRecipients(SubmissionError):
+    smtp_reply = replies.S452_TOO_MANY_RECIPIENTS
+    http_status = 422
+    error_code = "too_many_recipients"
+
+
+class BadAddress(SubmissionError):
+    smtp_reply = replies.S501_BAD_ADDRESS
+    http_status = 422
+    error_code = "invalid_address"
+
+
+class BadMessage(SubmissionError):
+    http_status = 422
+    error_code = "invalid_message"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, smtp_reply=replies.S554_BAD_HEADERS.format(reason=reason))
+
+
+def valid_address(address: str) -> bool:
+    return bool(_ADDR.match(address)) and len(address) <= 254
+
+
+def address_domain(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHeaders:
+    from_address: str
+    message_id: str | None
+    has_date: bool
+
+
+def parse_headers(body: bytes) -> ParsedHeaders:
+    """Check the header section and find From, Message-ID and Date. Raises BadMessage."""
+    end = body.find(b"\r\n\r\n")
+    head = body if end < 0 else body[: end + 2]
+    from_values: list[str] = []
+    message_id = None
+    has_date = False
+    for line in head.split(b"\r\n"):
+        if len(line) > MAX_LINE:
+            raise BadMessage(f"a header line is longer than {MAX_LINE} characters")
+        if not line or line[:1] in (b" ", b"\t"):
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not name or b" " in name.strip(b" ") or name != name.rstrip():
+            raise BadMessage("malformed header line (expected 'Name: value')")
+        lname = name.strip().lower()
+        if lname == b"from":
+            from_values.append(value.decode("utf-8", "replace").strip())
+        elif lname == b"message-id":
+            message_id = value.decode("ascii", "replace").strip()
+        elif lname == b"date":
+            has_date = True
+    if len(from_values) != 1:
+        raise BadMessage("exactly one From header is required (RFC 5322 §3.6)")
+    addresses = email.utils.getaddresses(from_values)
+    if not addresses or not valid_address(addresses[0][1]):
+        raise BadMessage("the From header has no valid address")
+    return ParsedHeaders(addresses[0][1], message_id, has_date)
+
+
+def normalise_line_endings(body: bytes) -> bytes:
+    """Bare LF or CR become CRLF (RFC 5322 §2.3); SMTP DATA already gives CRLF."""
+    if b"\r\n" in body and b"\n" not in body.replace(b"\r\n", b""):
+        return body
+    return body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+class SubmissionPolicy:
+    """Decides whether a credential may submit a message, and prepares it for the queue."""
+
+    def __init__(
+        self, db: asyncpg.Pool, hostname: str, max_message_size: int, max_recipients: int
+    ) -> None:
+        self._db = db
+        self.hostname = hostname
+        self.max_message_size = max_message_size
+        self.max_recipients = max_recipients
+        self._owned: dict[tuple[int, str], tuple[float, bool]] = {}
+
+    async def owns(self, company_id: int, domain: str) -> bool:
+        key = (company_id, domain.lower())
+        hit = self._owned.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        owned = await tenants.company_owns_domain(self._db, company_id, domain)
+        self._owned[key] = (time.monotonic() + 30, owned)
+        return owned
+
+    async def check_sender(self, credential: Credential, mail_from: str) -> None:
+        """MAIL FROM: a non-null envelope sender must be on one of the account's domains."""
+        if mail_from and not valid_address(mail_from):
+            raise BadAddress()
+        if mail_from and not await self.owns(credential.company_id, address_domain(mail_from)):
+            raise FromDomainNotOwned(address_domain(mail_from))
+
+    def check_recipient(self, recipient: str, count_so_far: int) -> None:
+        if not valid_address(recipient):
+            raise BadAddress()
+        if count_so_far >= self.max_recipients:
+            raise TooManyRecipients()
+
+    async def prepare(
+        self,
+        credential: Credential,
+        mail_from: str,
+        recipients: list[str],
+        body: bytes,
+        *,
+        priority: int = 0,
+    ) -> Submission:
+        """Check a complete message and return it ready to queue (Date, Message-ID added)."""
+        if len(body) > self.max_message_size:
+            raise MessageTooLarge(self.max_message_size)
+        if not recipients:
+            raise BadAddress("no recipients")
+        if len(recipients) > self.max_recipients:
+            raise TooManyRecipients()
+        for recipient in recipients:
+            if not valid_address(recipient):
+                raise BadAddress(f"invalid recipient address {recipient!r}")
+        body = normalise_line_endings(body)
+        headers = parse_headers(body)
+        from_domain = address_domain(headers.from_address)
+        if not await self.owns(credential.company_id, from_domain):
+            raise FromDomainNotOwned(from_domain)
+        await self.check_sender(credential, mail_from)
+        added = b""
+        message_id = headers.message_id
+        if message_id is None:
+            message_id = email.utils.make_msgid(domain=from_domain)
+            added += b"Message-ID: " + message_id.encode() + b"\r\n"
+        if not headers.has_date:
+            added += b"Date: " + email.utils.formatdate(localtime=False).encode() + b"\r\n"
+        body = added + body
+        smtputf8 = not (mail_from + "".join(recipients)).isascii()
+        return Submission(
+            company_id=credential.company_id,
+            credential_id=credential.id,
+            mail_from=mail_from or headers.from_address,
+            from_domain=from_domain,
+            recipients=recipients,
+            body=body,
+            message_id=message_id,
+            smtputf8=smtputf8,
+            eight_bit=not body.isascii(),
+            priority=priority,
+        )
