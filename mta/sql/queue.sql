@@ -4,6 +4,7 @@
 -- $1 company_id, $2 credential_id, $3 mail_from, $4 from_domain, $5 message_id header,
 -- $6 body, $7 smtputf8, $8 eight_bit, $9 recipients[], $10 domains[], $11 priority,
 -- $12 max age (seconds), $13 initial state ('queued' or 'held')
+-- Notifies channel sendmill_queue on commit so idle delivery nodes wake at once.
 WITH m AS (
     INSERT INTO messages (company_id, credential_id, mail_from, from_domain, message_id,
                           body, size, smtputf8, eight_bit)
@@ -16,7 +17,8 @@ SELECT m.id, $1, r.recipient, r.domain, $11,
        CASE WHEN s.address IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
        now() + make_interval(secs => $12),
        CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
-FROM m, unnest($9::text[], $10::text[]) WITH ORDINALITY AS r(recipient, domain, n)
+FROM m, (SELECT pg_notify('sendmill_queue', '')) AS wake,
+     unnest($9::text[], $10::text[]) WITH ORDINALITY AS r(recipient, domain, n)
 LEFT JOIN suppressions s ON s.company_id = $1 AND s.address = lower(r.recipient)
 ORDER BY r.n
 RETURNING id, message_id, recipient, state::text;
