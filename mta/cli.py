@@ -1,12 +1,17 @@
-"""The `sendmill` command line: the daemon and the operator's tools."""
+"""The `sendmill` command line: the daemon and the operator's tools. Every command has --help."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
-from mta.config import ConfigError, load_config
+from mta.config import Config, ConfigError, load_config
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +22,40 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+async def _with_db(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from mta import database
+
+    url = await database.resolve_url(config)
+    pool = await database.connect(url, 2)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+# --- serve / migrate / check-config ---------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.delivery.processes > 1:
+        # prometheus-client picks its multiprocess storage at import: set it up first.
+        metrics_dir = config.state_path.absolute() / "metrics"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for f in metrics_dir.glob("*.db"):
+            f.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from mta.daemon import serve
+
+    return serve(config)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    for domain in config.sending_domains:
+        for key in domain.dkim:
+            if not Path(key.key_file).exists():
+                print(f"note: DKIM key {key.key_file} will be generated on first start")
     print(f"{config.source_path}: OK")
     return 0
 
@@ -28,18 +65,173 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
 
-    async def run() -> list[str]:
-        url = await database.resolve_url(config)
-        pool = await database.connect(url, 1)
-        try:
-            async with pool.acquire() as conn:
-                return await database.migrate(conn)
-        finally:
-            await pool.close()
+    async def work(pool: Any) -> list[str]:
+        async with pool.acquire() as conn:
+            return await database.migrate(conn)
 
-    applied = asyncio.run(run())
+    applied = asyncio.run(_with_db(config, work))
     print("\n".join(f"applied {m}" for m in applied) or "schema is up to date")
     return 0
+
+
+# --- dkim -------------------------------------------------------------------------------------
+
+
+def cmd_dkim_generate(args: argparse.Namespace) -> int:
+    from mta.dkim import generate_key
+
+    out = Path(args.out or f"{args.domain}.{args.selector}.pem")
+    if out.exists() and not args.force:
+        print(f"sendmill: {out} exists (use --force to replace it)", file=sys.stderr)
+        return 1
+    record = generate_key(out, args.algorithm)
+    print(f"private key written to {out}")
+    print("publish this DNS TXT record:")
+    print(f'{args.selector}._domainkey.{args.domain}. IN TXT "{record}"')
+    print("and add to the config:")
+    print(
+        f'[[sending_domains]]\ndomain = "{args.domain}"\n'
+        f'dkim = [{{ selector = "{args.selector}", key_file = "{out}", '
+        f'algorithm = "{args.algorithm}" }}]'
+    )
+    return 0
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def cmd_credentials_create(args: argparse.Namespace) -> int:
+    from mta import credentials, tenants
+
+    config = load_config(args.config)
+
+    async def work(pool: Any) -> Any:
+        from mta import database
+
+        async with pool.acquire() as conn:
+            await database.migrate(conn)
+        await tenants.sync_sending_domains(pool, config)
+        company_id = await tenants.ensure_company(pool, args.company)
+        if args.kind == "smtp":
+            username = args.username or f"{args.company}-{os.urandom(3).hex()}"
+            return await credentials.create_smtp_login(pool, company_id, username, args.note)
+        return await credentials.create_api_key(pool, company_id, args.note)
+
+    issued = asyncio.run(_with_db(config, work))
+    if args.kind == "smtp":
+        print(f"SMTP login for company {args.company} (shown once):")
+        print(f"  username: {issued.login}\n  password: {issued.secret}")
+    else:
+        print(f"API key for company {args.company} (shown once):\n  {issued.secret}")
+    return 0
+
+
+def cmd_credentials_list(args: argparse.Namespace) -> int:
+    from mta.queries import Queries
+
+    config = load_config(args.config)
+    rows = asyncio.run(_with_db(config, lambda db: db.fetch(Queries("mta")["list-credentials"])))
+    for r in rows:
+        name = r["username"] or f"sm_{r['key_prefix']}_…"
+        status = "revoked" if r["revoked_at"] else "active"
+        print(f"{r['id']:>5}  {r['kind']:<4}  {r['company']:<20} {name:<32} {status}")
+    return 0
+
+
+def cmd_credentials_revoke(args: argparse.Namespace) -> int:
+    from mta import credentials
+
+    config = load_config(args.config)
+    done = asyncio.run(_with_db(config, lambda db: credentials.revoke(db, args.id)))
+    print("revoked" if done else "no such active credential")
+    return 0 if done else 1
+
+
+# --- queue ------------------------------------------------------------------------------------
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from mta import queue
+
+    config = load_config(args.config)
+    action = getattr(args, "action", None)
+    if action:
+        ids = [int(i) for i in args.id] if args.id else None
+        if not (args.domain or args.company or ids or args.all):
+            print("sendmill: give --domain, --company, --id or --all", file=sys.stderr)
+            return 2
+
+        async def work(db: Any) -> int:
+            company_id = None
+            if args.company:
+                company_id = await db.fetchval(
+                    "SELECT id FROM companies WHERE name = $1", args.company
+                )
+                if company_id is None:
+                    raise ConfigError(f"no company named {args.company!r}")
+            return await queue.operate(
+                db, action, domain=args.domain, company_id=company_id, ids=ids
+            )
+
+        n = asyncio.run(_with_db(config, work))
+        print(f"{action}: {n} recipient{'s' if n != 1 else ''}")
+        return 0
+    rows = asyncio.run(_with_db(config, lambda db: queue.counts(db, args.domain)))
+    if args.json:
+        for r in rows:
+            print(json.dumps({"domain": r["domain"], "state": r["state"], "count": r["n"]}))
+        return 0
+    table: dict[str, dict[str, int]] = {}
+    for r in rows:
+        table.setdefault(r["domain"], {})[r["state"]] = r["n"]
+    states = ["queued", "deferred", "sending", "held", "delivered", "bounced", "expired"]
+    states.append("suppressed")
+    print(f"{'domain':<32}" + "".join(f"{s:>11}" for s in states))
+    totals = dict.fromkeys(states, 0)
+    for domain, counts in sorted(table.items()):
+        print(f"{domain:<32}" + "".join(f"{counts.get(s, 0):>11}" for s in states))
+        for s in states:
+            totals[s] += counts.get(s, 0)
+    print(f"{'total':<32}" + "".join(f"{totals[s]:>11}" for s in states))
+    return 0
+
+
+# --- send ---------------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Submit one message over SMTP to the running daemon (a smoke test of the whole path)."""
+    import smtplib
+    import ssl
+    from email.message import EmailMessage
+
+    from mta.config import parse_hostport
+
+    config = load_config(args.config)
+    message = EmailMessage()
+    message["From"] = args.sender
+    message["To"] = ", ".join(args.to)
+    message["Subject"] = args.subject
+    message.set_content(args.body if args.body is not None else sys.stdin.read())
+    host, port = parse_hostport(args.server or config.smtp.listen, 587, "--server")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # dev certificates are self-signed
+    with smtplib.SMTP(host, port, timeout=30) as smtp:
+        smtp.ehlo()
+        if smtp.has_extn("starttls"):
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        smtp.login(args.username, args.password)
+        refused = smtp.send_message(message, from_addr=args.sender, to_addrs=args.to)
+        code, _reply = smtp.noop()
+    for rcpt, (c, text) in refused.items():
+        print(f"refused {rcpt}: {c} {text.decode()}")
+    print("submitted" if not refused else "partly refused")
+    return 0 if not refused and code == 250 else 1
+
+
+# --- parser -------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("serve", help="run the daemon until SIGTERM")
+    _add_config(p)
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("check-config", help="validate the configuration and exit")
     _add_config(p)
     p.set_defaults(func=cmd_check_config)
@@ -55,6 +251,71 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply pending database migrations")
     _add_config(p)
     p.set_defaults(func=cmd_migrate)
+
+    dkim = sub.add_parser("dkim", help="DKIM keys").add_subparsers(
+        dest="dkim_command", required=True, metavar="ACTION"
+    )
+    p = dkim.add_parser(
+        "generate", help="write a new DKIM key and print the DNS TXT record to publish"
+    )
+    p.add_argument("domain", help="the sending domain, e.g. example.com")
+    p.add_argument("--selector", required=True, help="DKIM selector, e.g. s2026")
+    p.add_argument("--algorithm", default="rsa-sha256", choices=["rsa-sha256", "ed25519-sha256"])
+    p.add_argument("--out", metavar="PATH", help="key file (default DOMAIN.SELECTOR.pem)")
+    p.add_argument("--force", action="store_true", help="replace an existing key file")
+    p.set_defaults(func=cmd_dkim_generate)
+
+    creds = sub.add_parser("credentials", help="SMTP logins and API keys").add_subparsers(
+        dest="credentials_command", required=True, metavar="ACTION"
+    )
+    p = creds.add_parser("create", help="create an SMTP login or an API key for a company")
+    _add_config(p)
+    p.add_argument("--company", default="default", help="company (tenant) name")
+    p.add_argument("--kind", choices=["smtp", "api"], default="smtp")
+    p.add_argument("--username", help="SMTP login name (default: generated)")
+    p.add_argument("--note", default="", help="description shown in listings")
+    p.set_defaults(func=cmd_credentials_create)
+    p = creds.add_parser("list", help="list credentials")
+    _add_config(p)
+    p.set_defaults(func=cmd_credentials_list)
+    p = creds.add_parser("revoke", help="revoke a credential by id")
+    _add_config(p)
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_credentials_revoke)
+
+    p = sub.add_parser(
+        "queue",
+        help="show the queue by destination and state, or act on it",
+        description="Without an action: counts by destination domain and state.",
+    )
+    _add_config(p)
+    p.add_argument("--domain", help="only this recipient domain")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    for name, text in (
+        ("retry", "make queued/deferred recipients due now"),
+        ("hold", "hold recipients: never attempted until released"),
+        ("release", "release held recipients"),
+        ("delete", "remove recipients from delivery (recorded as bounced by the operator)"),
+    ):
+        a = actions.add_parser(name, help=text)
+        _add_config(a)
+        a.add_argument("--domain", help="recipient domain")
+        a.add_argument("--company", help="company name")
+        a.add_argument("--id", action="append", help="recipient id (repeatable)")
+        a.add_argument("--all", action="store_true", help="every matching recipient")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("send", help="submit one message over SMTP (smoke test)")
+    _add_config(p)
+    p.add_argument("--from", dest="sender", required=True)
+    p.add_argument("--to", action="append", required=True)
+    p.add_argument("--subject", default="Sendmill test message")
+    p.add_argument("--body", help="text body (default: read stdin)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", default=os.environ.get("SENDMILL_SMTP_PASSWORD"))
+    p.add_argument("--server", help="host:port (default: smtp.listen from the config)")
+    p.set_defaults(func=cmd_send)
     return parser
 
 

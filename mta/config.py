@@ -369,8 +369,12 @@ def build_config(data: dict[str, Any], source_path: str | None = None) -> Config
 
 
 def _validate_rate(spec: str, key: str) -> None:
-    if not re.match(r"^\s*\d+(\.\d+)?\s*/\s*(s|m|h|d|sec|min|hour|day)\s*$", spec):
-        raise ConfigError(f"{key}: expected a rate like '100/m' or '5000/h', got {spec!r}")
+    from mta.throttle import Rate, RateError
+
+    try:
+        Rate.parse(spec)
+    except RateError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _validate(config: Config) -> None:
