@@ -13,6 +13,8 @@ import pytest
 
 from mta import database
 
+pytest_plugins = ["tests.fixtures_dns"]
+
 TEMPLATE = "sendmill_template"
 
 
