@@ -13,7 +13,7 @@ import pytest
 
 from mta import database
 
-pytest_plugins = ["tests.fixtures_dns"]
+pytest_plugins = ["tests.fixtures_dns", "tests.fixtures_mx", "tests.fixtures_daemon"]
 
 TEMPLATE = "sendmill_template"
 

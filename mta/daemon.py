@@ -1,0 +1,262 @@
+"""`sendmill serve`: starts every part of the daemon and stops them gracefully on SIGTERM.
+
+The main process runs intake (SMTP submission, the bounce listener, the HTTP API with
+/metrics) and, with `delivery.processes = 1`, the delivery engine too. With more, it spawns that
+many delivery processes: each claims its own batches from the queue exactly as separate daemons
+would, so the CPU-bound work (DKIM, SMTP) spreads over cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from mta import database, tenants
+from mta.config import Config, parse_hostport
+from mta.credentials import CredentialStore
+from mta.delivery import DeliveryEngine
+from mta.dkim import DkimSigners, ensure_keys
+from mta.dns import Resolver
+from mta.logs import setup_logging
+from mta.secret import server_secret
+from mta.submission import SubmissionPolicy
+from mta.verp import Verp
+
+log = logging.getLogger("sendmill.daemon")
+
+
+def node_name(config: Config, index: int) -> str:
+    """A stable name per host, state directory and process: a restarted daemon recognises its
+    own leases from before a crash and takes them back at once instead of waiting them out."""
+    where = hashlib.sha256(str(config.state_path.absolute()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}:{where}:{index}"
+
+
+def prepare_state(config: Config) -> None:
+    """Create the state directory and generate what dev mode needs (keys, certificate)."""
+    config.state_path.mkdir(parents=True, exist_ok=True)
+    for domain in config.sending_domains:
+        for key in domain.dkim:
+            record = ensure_keys(domain.domain, key.selector, Path(key.key_file), key.algorithm)
+            log.info(
+                "DKIM key for %s selector %s: publish TXT %s._domainkey.%s",
+                domain.domain,
+                key.selector,
+                key.selector,
+                domain.domain,
+                extra={"txt": record},
+            )
+
+
+def build_signers(config: Config) -> DkimSigners:
+    return DkimSigners(
+        {
+            d.domain: [(k.selector, k.key_file, k.algorithm) for k in d.dkim]
+            for d in config.sending_domains
+            if d.dkim
+        }
+    )
+
+
+def build_resolver(config: Config) -> Resolver:
+    return Resolver(config.dns.resolvers, config.dns.timeout, config.dns.cache_ttl_max)
+
+
+async def start_engine(
+    config: Config, db: asyncpg.Pool, url: str, index: int, share: int
+) -> DeliveryEngine:
+    engine = DeliveryEngine(
+        config,
+        db,
+        build_resolver(config),
+        build_signers(config),
+        Verp(server_secret(config), config.bounce.domain, config.bounce.local_part),
+        node_name(config, index),
+        share=share,
+        listen_url=url,
+    )
+    # Leases this node held before a crash are ours to take back now.
+    await db.execute(
+        "UPDATE recipients SET state = 'deferred', lease_until = NULL, leased_by = NULL,"
+        " next_attempt_at = now() WHERE state = 'sending' AND leased_by = $1",
+        engine.node,
+    )
+    await engine.start()
+    return engine
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --- delivery processes ---------------------------------------------------------------------
+
+
+def delivery_process_main(config: Config, index: int, share: int) -> None:
+    """Entry point of a spawned delivery process."""
+    setup_logging(config.log.level, config.log.format)
+    _install_uvloop()
+    asyncio.run(_delivery_process(config, index, share))
+
+
+async def _delivery_process(config: Config, index: int, share: int) -> None:
+    stop = _stop_event()
+    url = await database.resolve_url(config)
+    db = await database.connect(url, config.database.pool_size)
+    engine = await start_engine(config, db, url, index, share)
+    log.info("delivery process %d started as %s", index, engine.node)
+    await stop.wait()
+    await engine.stop()
+    await db.close()
+
+
+# --- the daemon -----------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    config: Config
+    db: asyncpg.Pool | None = None
+    url: str = ""
+    engines: list[DeliveryEngine] = field(default_factory=list)
+    processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
+    smtp: object | None = None
+    http: object | None = None
+    http_task: asyncio.Task[None] | None = None
+    ready: bool = False
+
+    async def start(self) -> None:
+        config = self.config
+        prepare_state(config)
+        self.url = await database.resolve_url(config)
+        self.db = await database.open_pool(config)
+        await tenants.sync_sending_domains(self.db, config)
+        await self._start_intake()
+        await self._start_delivery()
+        self.ready = True
+        log.info("sendmill is up", extra={"hostname": config.hostname})
+
+    async def _start_intake(self) -> None:
+        from mta.http_api import create_app
+        from mta.smtp_server import SmtpListeners
+
+        config, db = self.config, self.db
+        assert db is not None
+        credentials = CredentialStore(db)
+        policy = SubmissionPolicy(
+            db, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
+        )
+        verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
+        self.smtp = SmtpListeners(config, db, credentials, policy, verp)
+        await self.smtp.start()
+        app = create_app(
+            db=db,
+            credentials=credentials,
+            policy=policy,
+            max_age=config.delivery.max_age,
+            max_body_size=config.http.max_body_size,
+            ready=self._is_ready,
+        )
+        self.http_task = asyncio.create_task(self._serve_http(app))
+
+    async def _serve_http(self, app: object) -> None:
+        import uvicorn
+
+        host, port = parse_hostport(self.config.http.listen, 8025, "http.listen")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self.http = server
+        await server.serve()
+
+    async def _is_ready(self) -> bool:
+        if not self.ready or self.db is None:
+            return False
+        try:
+            await self.db.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError):
+            return False
+        return all(p.is_alive() for p in self.processes)
+
+    async def _start_delivery(self) -> None:
+        config, db = self.config, self.db
+        assert db is not None
+        count = config.delivery.processes
+        if count == 1:
+            self.engines.append(await start_engine(config, db, self.url, 0, 1))
+            return
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(count):
+            process = ctx.Process(
+                target=delivery_process_main,
+                args=(config, index, count),
+                name=f"sendmill-delivery-{index}",
+                daemon=False,
+            )
+            process.start()
+            self.processes.append(process)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, finish in-flight transactions, release leases."""
+        self.ready = False
+        log.info("sendmill is stopping")
+        if self.smtp is not None:
+            await self.smtp.stop(grace)
+        if self.http is not None:
+            self.http.should_exit = True
+        if self.http_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.http_task, grace)
+        for engine in self.engines:
+            await engine.stop(grace)
+        for process in self.processes:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            await asyncio.to_thread(process.join, grace + 5)
+            if process.is_alive():
+                process.kill()
+        if self.db is not None:
+            await self.db.close()
+        log.info("sendmill stopped")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep asyncio if absent
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(config: Config) -> None:
+    daemon = Daemon(config)
+    stop = _stop_event()
+    await daemon.start()
+    await stop.wait()
+    await daemon.stop()
+
+
+def serve(config: Config) -> int:
+    """Run the daemon until SIGTERM or SIGINT; returns the exit status."""
+    setup_logging(config.log.level, config.log.format)
+    _install_uvloop()
+    asyncio.run(_serve(config))
+    return 0

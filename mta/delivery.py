@@ -1,0 +1,379 @@
+"""The delivery engine of one process: claims due recipients, routes them to sites, signs, and
+records every outcome.
+
+The claim loop leases batches from the queue (fair between companies, transactional first),
+checks suppressions and expiry, resolves each domain to its site and hands the jobs over; the
+sites deliver and report back; outcomes are written in batches. Leases are renewed while held
+and expired leases of dead nodes are taken back. On stop, unstarted jobs are released and
+in-flight transactions finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from mta import metrics, queue
+from mta.config import Config
+from mta.dkim import DkimError, DkimSigners
+from mta.dns import Resolver
+from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
+from mta.retry import RetryPolicy, expired_reply
+from mta.routing import Router, RoutingError
+from mta.sites import Job, Site
+from mta.verp import Verp
+
+log = logging.getLogger("sendmill.delivery")
+
+NOTIFY_CHANNEL = "sendmill_queue"
+REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
+REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
+REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
+
+
+class BodyCache:
+    """Recently used message bodies (and their DKIM headers), bounded by total size."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: OrderedDict[int, tuple[StoredMessage, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+
+    def get(self, message_id: int) -> tuple[StoredMessage, bytes] | None:
+        item = self._items.get(message_id)
+        if item is not None:
+            self._items.move_to_end(message_id)
+        return item
+
+    def put(self, message: StoredMessage, data: bytes) -> None:
+        if message.id in self._items:
+            return
+        self._items[message.id] = (message, data)
+        self._bytes += len(data)
+        while self._bytes > self._max and self._items:
+            _, (_, old) = self._items.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class DeliveryEngine:
+    """Delivers the queue from one process; several engines (processes, daemons) may share it."""
+
+    def __init__(
+        self,
+        config: Config,
+        db: asyncpg.Pool,
+        resolver: Resolver,
+        signers: DkimSigners,
+        verp: Verp,
+        node: str,
+        share: int = 1,
+        listen_url: str | None = None,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._resolver = resolver
+        self._signers = signers
+        self._verp = verp
+        self.node = node
+        self._share = share
+        self._router = Router(config, resolver)
+        self._retry = RetryPolicy(config.delivery.retry_schedule, config.delivery.max_age)
+        self._sites: dict[str, Site] = {}
+        self._bodies = BodyCache()
+        self._outcomes: list[Outcome] = []
+        self._held: set[int] = set()  # recipient ids leased and not yet reported
+        self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._routing: set[asyncio.Task[None]] = set()
+        self._listen_url = listen_url
+        self._listener: asyncpg.Connection | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._listen()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="claim"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._lease_loop(), name="leases"),
+        ]
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming, release unstarted jobs, let in-flight transactions finish."""
+        self._stopping = True
+        self._wake.set()
+        claim = self._tasks[0] if self._tasks else None
+        if claim:
+            await asyncio.gather(claim, return_exceptions=True)
+        for task in list(self._routing):
+            task.cancel()
+        await asyncio.gather(*self._routing, return_exceptions=True)
+        pending: list[Job] = []
+        drains = [site.drain() for site in self._sites.values()]
+        try:
+            for jobs in await asyncio.wait_for(asyncio.gather(*drains), grace):
+                pending.extend(jobs)
+        except TimeoutError:
+            log.warning("delivery: in-flight transactions did not finish within %.0fs", grace)
+        await self._flush()
+        release = [j.claim.id for j in pending] + [
+            i for i in self._held if i not in {j.claim.id for j in pending}
+        ]
+        with contextlib.suppress(Exception):
+            await queue.release(self._db, self.node, release)
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    async def _listen(self) -> None:
+        """LISTEN for new-mail notifications so delivery starts without waiting for a poll."""
+        if not self._listen_url:
+            return
+        try:
+            self._listener = await asyncpg.connect(self._listen_url)
+            await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        except Exception:  # polling still works; notifications are an optimisation
+            log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
+            self._listener = None
+
+    # --- claiming -----------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return len(self._held)
+
+    async def _claim_loop(self) -> None:
+        d = self._config.delivery
+        high_water = d.batch_size * 4
+        while not self._stopping:
+            if self.backlog >= high_water:
+                await self._sleep(0.05)
+                continue
+            try:
+                claimed = await queue.claim(
+                    self._db,
+                    self.node,
+                    d.batch_size,
+                    d.lease,
+                    per_company=max(10, d.batch_size // 4),
+                    skip_domains=self._paused_domains(),
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: claim failed (%s); retrying", exc)
+                await self._sleep(d.poll_interval)
+                continue
+            if not claimed:
+                self._wake.clear()
+                await self._sleep(d.poll_interval)
+                continue
+            try:
+                await self._dispatch(claimed)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: dispatch failed (%s); releasing the batch", exc)
+                self._held.difference_update(c.id for c in claimed)
+                with contextlib.suppress(Exception):
+                    await queue.release(self._db, self.node, [c.id for c in claimed], 5)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _paused_domains(self) -> list[str]:
+        """Domains of sites that cannot take work now: leave their rows in the database."""
+        now = time.monotonic()
+        limit = 4 * self._config.delivery.batch_size
+        return [
+            domain
+            for site in self._sites.values()
+            if site.unreachable_until > now or len(site) > limit
+            for domain in site.domains
+        ]
+
+    async def _dispatch(self, claimed: Sequence[ClaimedRecipient]) -> None:
+        self._held.update(c.id for c in claimed)
+        now = datetime.now(UTC)
+        live: list[ClaimedRecipient] = []
+        for c in claimed:
+            if c.expires_at <= now:
+                self._record(c, RecipientState.EXPIRED, 0, REPLY_EXPIRED, None)
+            else:
+                live.append(c)
+        live = await self._drop_suppressed(live)
+        messages = await self._messages({c.message_id for c in live})
+        by_domain: dict[str, list[Job]] = {}
+        for c in live:
+            cached = messages.get(c.message_id)
+            if cached is None:  # message row gone (deleted): nothing to send
+                self._record(c, RecipientState.BOUNCED, 550, "550 5.0.0 message body missing", None)
+                continue
+            message, data = cached
+            job = Job(c, message, data, self._verp.address(c.id))
+            by_domain.setdefault(c.domain, []).append(job)
+        for domain, jobs in by_domain.items():
+            task = asyncio.create_task(self._route(domain, jobs))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _drop_suppressed(self, claimed: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
+        """Suppressed recipients are never contacted (checked again at delivery time)."""
+        by_company: dict[int, list[ClaimedRecipient]] = {}
+        for c in claimed:
+            by_company.setdefault(c.company_id, []).append(c)
+        live = []
+        for company_id, rows in by_company.items():
+            hits = await queue.suppressed_among(self._db, company_id, [r.recipient for r in rows])
+            for r in rows:
+                reason = hits.get(r.recipient.lower())
+                if reason is None:
+                    live.append(r)
+                else:
+                    reply = REPLY_SUPPRESSED.format(reason=reason)
+                    self._record(r, RecipientState.SUPPRESSED, 550, reply, None, counts=False)
+        return live
+
+    async def _messages(self, ids: set[int]) -> dict[int, tuple[StoredMessage, bytes]]:
+        found: dict[int, tuple[StoredMessage, bytes]] = {}
+        missing = []
+        for i in ids:
+            hit = self._bodies.get(i)
+            if hit is None:
+                missing.append(i)
+            else:
+                found[i] = hit
+        if missing:
+            for message in (await queue.fetch_messages(self._db, missing)).values():
+                data = self._sign(message)
+                if data is None:
+                    continue
+                self._bodies.put(message, data)
+                found[message.id] = (message, data)
+        return found
+
+    def _sign(self, message: StoredMessage) -> bytes | None:
+        """DKIM-sign at delivery time, once per message whatever its number of recipients."""
+        signer = self._signers.signer_for(message.from_domain)
+        if signer is None:
+            return message.body
+        try:
+            headers = signer.sign(message.body)
+        except DkimError as exc:
+            metrics.DKIM_FAILURES.inc()
+            log.error("DKIM signing failed for message %s: %s", message.id, exc)
+            return message.body  # unsigned beats undelivered; the failure is counted
+        metrics.DKIM_SIGNATURES.labels("dkim").inc()
+        return headers + message.body
+
+    async def _route(self, domain: str, jobs: list[Job]) -> None:
+        try:
+            destination = await self._router.destination(domain)
+        except RoutingError as exc:
+            state = RecipientState.BOUNCED if exc.permanent else None
+            for job in jobs:
+                if state is None:
+                    self._report(job, exc.code, exc.reply, None, 0)
+                else:
+                    self._record(job.claim, state, exc.code, exc.reply, None)
+            return
+        site = self._sites.get(destination.site)
+        if site is None:
+            sending = self._config.sending_domain(jobs[0].message.from_domain)
+            pool = self._config.pool(sending.pool if sending else "default")
+            site = Site(
+                destination.site,
+                destination,
+                self._config.limits_for(domain),
+                self._config.delivery,
+                self._resolver,
+                self._config.hostname,
+                self._report,
+                share=self._share,
+                source_address=pool.source_addresses[0] if pool.source_addresses else None,
+            )
+            self._sites[destination.site] = site
+        site.domains.add(domain)
+        for job in jobs:
+            site.push(job)
+
+    # --- outcomes -----------------------------------------------------------------------
+
+    def _report(self, job: Job, code: int, reply: str, mx: str | None, duration_ms: int) -> None:
+        """A site's result for a job: decide the new state and queue the outcome for writing."""
+        c = job.claim
+        state, delay = self._retry.decide(code, c.attempts, c.expires_at, datetime.now(UTC))
+        if state is RecipientState.EXPIRED:
+            reply = expired_reply(reply, c.attempts + 1)
+        self._record(c, state, code, reply, mx, delay, duration_ms)
+
+    def _record(
+        self,
+        c: ClaimedRecipient,
+        state: RecipientState,
+        code: int,
+        reply: str,
+        mx: str | None,
+        delay: float | None = None,
+        duration_ms: int = 0,
+        counts: bool = True,
+    ) -> None:
+        self._outcomes.append(
+            Outcome(c.id, state, reply, code or None, mx, delay, duration_ms, counts)
+        )
+        metrics.DELIVERIES.labels(str(state)).inc()
+        if state.is_final:
+            metrics.QUEUE_SECONDS.observe(
+                max(0.0, (datetime.now(UTC) - c.created_at).total_seconds())
+            )
+        if len(self._outcomes) >= 200:
+            self._wake_flush()
+
+    def _wake_flush(self) -> None:
+        self._flushed.set()
+
+    async def _flush(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        for attempt in range(5):
+            try:
+                await queue.record_outcomes(self._db, self.node, batch)
+                break
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: recording outcomes failed (%s), retry %d", exc, attempt)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        else:
+            # The rows stay leased to us; their leases expire and they are attempted again.
+            log.error("delivery: could not record %d outcomes; leases will expire", len(batch))
+        self._held.difference_update(o.recipient_id for o in batch)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flushed.wait(), 0.05)
+            self._flushed.clear()
+            await self._flush()
+
+    async def _lease_loop(self) -> None:
+        d = self._config.delivery
+        while True:
+            await asyncio.sleep(max(0.05, d.lease / 3))
+            try:
+                if self._held:
+                    await queue.renew_leases(self._db, self.node, d.lease)
+                retaken = await queue.retake_expired_leases(self._db)
+                if retaken:
+                    log.info("delivery: took back %d recipients with expired leases", retaken)
+                    self._wake.set()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: lease upkeep failed: %s", exc)

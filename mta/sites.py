@@ -1,0 +1,257 @@
+"""A delivery site: the queue of ready messages for one destination and its connections.
+
+Domains whose MX hosts are the same share one site, one throttle and one set of connections.
+Connections are opened while there is work and the throttle allows, reused for several
+messages (up to `messages_per_connection`), and closed after `idle_timeout` without work.
+Jobs wait in a fair queue: transactional before bulk, round-robin between companies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mta import metrics
+from mta.config import DeliveryConfig, DomainLimits
+from mta.dns import DnsError, Resolver
+from mta.queue import ClaimedRecipient, StoredMessage
+from mta.routing import Destination, Hop
+from mta.smtp_client import ConnectFailed, Envelope, SessionClosed, SmtpClientError, SmtpConnection
+from mta.throttle import FairQueue, Rate, SiteThrottle
+
+log = logging.getLogger("sendmill.delivery")
+
+
+@dataclass(slots=True)
+class Job:
+    """One recipient ready to be sent: its row, its message and the signed data to send."""
+
+    claim: ClaimedRecipient
+    message: StoredMessage
+    data: bytes
+    mail_from: str
+    ready_at: float = field(default_factory=time.monotonic)
+
+
+# Called with (job, code, reply, mx label or None, duration in ms).
+Report = Callable[[Job, int, str, "str | None", int], None]
+
+REPLY_UNREACHABLE = "451 4.4.1 No MX host of the recipient domain could be reached: {detail}"
+REPLY_SESSION_LOST = "451 4.4.2 Connection lost during the transaction: {detail}"
+
+
+class Site:
+    """Connections and ready jobs for one destination site."""
+
+    def __init__(
+        self,
+        key: str,
+        destination: Destination,
+        limits: DomainLimits,
+        delivery: DeliveryConfig,
+        resolver: Resolver,
+        helo_name: str,
+        report: Report,
+        share: int = 1,
+        source_address: str | None = None,
+    ) -> None:
+        self.key = key
+        self.destination = destination
+        self.domains: set[str] = {destination.domain}
+        self._delivery = delivery
+        self._resolver = resolver
+        self._helo = helo_name
+        self._report = report
+        self._source = source_address
+        rate = Rate.parse(limits.rate) if limits.rate else None
+        if rate is not None and share > 1:
+            rate = Rate(rate.count / share, rate.per)  # this process's share of the budget
+        self.messages_per_connection = max(1, limits.messages_per_connection)
+        self.throttle = SiteThrottle(
+            connections=max(1, limits.connections // share),
+            messages_per_connection=self.messages_per_connection,
+            rate=rate,
+        )
+        self.queue: FairQueue = FairQueue()
+        self._work = asyncio.Event()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle_workers = 0
+        self.unreachable_until = 0.0
+        self.last_unreachable = ""
+        self._stopping = False
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._workers) or bool(self.queue)
+
+    def push(self, job: Job) -> None:
+        self.queue.push(job.claim.company_id, job.claim.priority, job)
+        self._work.set()
+        self._spawn()
+
+    def _spawn(self) -> None:
+        now = time.monotonic()
+        if now < self.unreachable_until:
+            self._defer_queue()
+            return
+        # One more connection while jobs outnumber idle connections and the throttle allows.
+        while (
+            len(self.queue) > self._idle_workers
+            and self.throttle.can_open_connection()
+            and len(self._workers) < self.throttle.effective_connections
+        ):
+            self.throttle.connection_opened()
+            task = asyncio.create_task(self._connection())
+            self._workers.add(task)
+            task.add_done_callback(self._worker_done)
+            if len(self.queue) <= len(self._workers):
+                break
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._workers.discard(task)
+        self.throttle.connection_closed()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("site %s: connection task failed", self.key, exc_info=task.exception())
+        if self.queue:
+            self._spawn()
+
+    async def _open(self) -> SmtpConnection:
+        """Connect to the first reachable host, in preference order (RFC 5321 §5.1)."""
+        errors: list[str] = []
+        d = self._delivery
+        for hop in self.destination.hops:
+            try:
+                addresses = await self._resolver.addresses(hop.host)
+            except DnsError as exc:
+                errors.append(f"{hop.host}: {exc}")
+                continue
+            for address in addresses:
+                try:
+                    conn = await SmtpConnection.open(
+                        address,
+                        hop.port,
+                        helo_name=self._helo,
+                        tls=hop.tls,
+                        source_address=self._source,
+                        username=hop.username,
+                        password=hop.password,
+                        connect_timeout=d.connect_timeout,
+                        greeting_timeout=d.greeting_timeout,
+                        command_timeout=d.command_timeout,
+                        data_timeout=d.data_timeout,
+                    )
+                except SmtpClientError as exc:
+                    metrics.SMTP_SESSIONS_OUT.labels("failed").inc()
+                    errors.append(f"{_label(hop, address)}: {exc}")
+                    if isinstance(exc, SessionClosed) and exc.code == 421:
+                        self.throttle.record_421(time.monotonic())
+                    continue
+                metrics.SMTP_SESSIONS_OUT.labels("opened").inc()
+                return conn
+        raise ConnectFailed("; ".join(errors) or "no host to try")
+
+    async def _next_job(self) -> Job | None:
+        while not self.queue:
+            if self._stopping:
+                return None
+            self._work.clear()
+            self._idle_workers += 1
+            try:
+                await asyncio.wait_for(self._work.wait(), self._delivery.idle_timeout)
+            except TimeoutError:
+                return None
+            finally:
+                self._idle_workers -= 1
+        return self.queue.pop()
+
+    async def _connection(self) -> None:
+        try:
+            conn = await self._open()
+        except ConnectFailed as exc:
+            self._mark_unreachable(str(exc))
+            return
+        self.unreachable_until = 0.0
+        try:
+            while conn.messages_sent < self.messages_per_connection:
+                job = await self._next_job()
+                if job is None:
+                    break
+                await self._wait_for_rate()
+                if not await self._send(conn, job):
+                    break
+        finally:
+            await conn.close()
+
+    async def _wait_for_rate(self) -> None:
+        while True:
+            delay = self.throttle.reserve_message(time.monotonic())
+            if delay <= 0:
+                return
+            metrics.THROTTLE_WAITS.labels("rate").inc()
+            await asyncio.sleep(delay)
+
+    async def _send(self, conn: SmtpConnection, job: Job) -> bool:
+        """Send one job; False when the connection is no longer usable."""
+        envelope = Envelope(
+            mail_from=job.mail_from,
+            recipients=[job.claim.recipient],
+            data=job.data,
+            eight_bit=job.message.eight_bit,
+            smtputf8=job.message.smtputf8,
+        )
+        started = time.monotonic()
+        try:
+            result = await conn.send(envelope)
+        except SmtpClientError as exc:
+            code = getattr(exc, "code", None) or 451
+            text = getattr(exc, "text", None) or str(exc)
+            reply = text if text[:3].isdigit() else REPLY_SESSION_LOST.format(detail=text)
+            if code == 421:
+                self.throttle.record_421(time.monotonic())
+            self._report(job, code if 400 <= code < 500 else 451, reply, conn.peer, _ms(started))
+            return False
+        metrics.ATTEMPT_SECONDS.observe(time.monotonic() - started)
+        (reply,) = result.replies
+        now = time.monotonic()
+        if 200 <= reply.code < 300:
+            self.throttle.record_success(now)
+        elif 400 <= reply.code < 500:
+            self.throttle.record_deferral(now, reply.code)
+        self._report(job, reply.code, reply.text, conn.peer, _ms(started))
+        return True
+
+    def _mark_unreachable(self, detail: str) -> None:
+        """No host answered: defer everything queued here instead of retrying one by one."""
+        self.unreachable_until = time.monotonic() + 5.0
+        self.last_unreachable = detail
+        self._defer_queue()
+
+    def _defer_queue(self) -> None:
+        reply = REPLY_UNREACHABLE.format(detail=self.last_unreachable or "unreachable")
+        while self.queue:
+            self._report(self.queue.pop(), 451, reply, None, 0)
+
+    async def drain(self) -> list[Job]:
+        """Stop: take back jobs not yet started, and wait for connections in use."""
+        self._stopping = True
+        pending: list[Job] = []
+        while self.queue:
+            pending.append(self.queue.pop())
+        self._work.set()
+        if self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        return pending
+
+
+def _label(hop: Hop, address: str) -> str:
+    return hop.label if hop.host == address else f"{hop.host}[{address}]:{hop.port}"
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
