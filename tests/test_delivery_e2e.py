@@ -1,0 +1,229 @@
+"""End to end through the whole daemon: submission over SMTP and HTTP, MX resolution through the
+stub DNS server, delivery to receiving MX servers on 127.0.0.x, DKIM verified against the TXT
+record the stub serves, retries, bounces, failover, null MX, expiry and throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import ssl
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
+import httpx
+
+from mta import credentials, tenants
+from mta.config import parse_hostport
+from mta.daemon import Daemon
+from mta.dkim import public_txt_record
+from mta.verp import Verp
+from tests.fixtures_daemon import TEST_DOMAIN
+
+
+def _message(to: list[str], subject: str = "Hello", sender: str = f"app@{TEST_DOMAIN}") -> bytes:
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = ", ".join(to)
+    m["Subject"] = subject
+    m["List-Unsubscribe"] = "<mailto:unsubscribe@example.test>"
+    m.set_content("Hello from the end-to-end test.\n.leading dot line\n")
+    return m.as_bytes().replace(b"\n", b"\r\n")
+
+
+async def _login(daemon: Daemon) -> tuple[str, str]:
+    company = await tenants.ensure_company(daemon.db, "acme")
+    issued = await credentials.create_smtp_login(daemon.db, company, f"app{time.time_ns()}")
+    return issued.login, issued.secret
+
+
+async def _submit(daemon: Daemon, to: list[str], **kw: Any) -> str:
+    username, password = await _login(daemon)
+    host, port = parse_hostport(daemon.config.smtp.listen, 587, "smtp.listen")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    async with aiosmtplib.SMTP(
+        hostname=host, port=port, start_tls=True, tls_context=context, timeout=10
+    ) as client:
+        await client.login(username, password)
+        errors, reply = await client.sendmail(f"app@{TEST_DOMAIN}", to, _message(to, **kw))
+    assert not errors
+    return reply
+
+
+async def _wait_final(daemon: Daemon, count: int, timeout: float = 20) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await daemon.db.fetch(
+            "SELECT id, recipient, state::text, attempts, last_reply FROM recipients ORDER BY id"
+        )
+        final = [r for r in rows if r["state"] in ("delivered", "bounced", "expired")]
+        if len(final) >= count or time.monotonic() > deadline:
+            return [dict(r) for r in rows]
+        await asyncio.sleep(0.1)
+
+
+def _serve_dkim_key(dns_server: Any, daemon: Daemon) -> None:
+    key = daemon.config.sending_domains[0].dkim[0]
+    dns_server.add_txt(
+        f"{key.selector}._domainkey.{TEST_DOMAIN}",
+        public_txt_record(Path(key.key_file), key.algorithm),
+    )
+
+
+def _dns_txt(port: int):
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
+        answer = dns.query.tcp(query, "127.0.0.1", port=port, timeout=timeout)
+        for rrset in answer.answer:
+            for rdata in rrset:
+                return b"".join(rdata.strings)
+        return None
+
+    return lookup
+
+
+async def test_smtp_submission_is_delivered_to_the_mx_signed_and_with_a_verp_sender(
+    daemon_factory, dns_server, mx_factory, mx_port
+) -> None:
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    _serve_dkim_key(dns_server, daemon)
+
+    reply = await _submit(daemon, ["alice@dest.test", "bob@dest.test"])
+    assert reply.startswith("2.0.0") or "queued" in reply
+    rows = await _wait_final(daemon, 2)
+    assert [r["state"] for r in rows] == ["delivered", "delivered"]
+
+    assert len(mx.messages) == 2
+    verp = Verp(b"test-secret", daemon.config.bounce.domain)
+    by_rcpt = {m.rcpt_tos[0]: m for m in mx.messages}
+    for row in rows:
+        received = by_rcpt[row["recipient"]]
+        assert verp.decode(received.mail_from) == row["id"]
+        assert received.tls  # opportunistic STARTTLS was used
+        data = received.data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        # dkim.verify is blocking and the stub DNS runs in this loop: verify from a thread.
+        verified = await asyncio.to_thread(dkim.verify, data, dnsfunc=_dns_txt(dns_server.port))
+        assert verified, "DKIM does not verify"
+        parsed = email.message_from_bytes(received.data)
+        assert "list-unsubscribe" in parsed["DKIM-Signature"].lower().replace(" ", "")
+        assert ".leading dot line" in parsed.get_payload()
+
+
+async def test_http_submission_is_delivered(daemon_factory, dns_server, mx_factory, mx_port):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    company = await tenants.ensure_company(daemon.db, "acme")
+    key = (await credentials.create_api_key(daemon.db, company)).secret
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        response = await client.post(
+            "/api/v1/messages",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "from": f"shop@{TEST_DOMAIN}",
+                "to": ["carol@dest.test"],
+                "subject": "Your order",
+                "text": "Thanks!",
+            },
+        )
+        assert response.status_code == 202, response.text
+        recipient_id = response.json()["recipients"][0]["id"]
+        await _wait_final(daemon, 1)
+        status = await client.get(
+            f"/api/v1/messages/recipients/{recipient_id}",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert status.json()["state"] == "delivered"
+    assert mx.messages[0].rcpt_tos == ["carol@dest.test"]
+
+
+async def test_a_4xx_is_retried_until_it_succeeds(daemon_factory, dns_server, mx_factory, mx_port):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    mx.fail_data_next(451, "4.3.0 try again later", times=1)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    await _submit(daemon, ["dave@dest.test"])
+    (row,) = await _wait_final(daemon, 1)
+    assert row["state"] == "delivered" and row["attempts"] == 2
+    codes = await daemon.db.fetch("SELECT code FROM attempts ORDER BY id")
+    assert [c["code"] for c in codes] == [451, 250]
+
+
+async def test_a_5xx_bounces_at_once(daemon_factory, dns_server, mx_factory, mx_port):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    mx.fail_rcpt["nobody@dest.test"] = (550, "5.1.1 no such user")
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    await _submit(daemon, ["nobody@dest.test", "eve@dest.test"])
+    rows = await _wait_final(daemon, 2)
+    states = {r["recipient"]: (r["state"], r["attempts"]) for r in rows}
+    assert states == {"nobody@dest.test": ("bounced", 1), "eve@dest.test": ("delivered", 1)}
+    assert "5.1.1" in rows[0]["last_reply"]
+
+
+async def test_delivery_fails_over_to_the_next_mx(daemon_factory, dns_server, mx_factory, mx_port):
+    # 127.0.0.4 has no server: connection refused, so the second MX by preference is used.
+    backup = await mx_factory(host="127.0.0.3", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test"), (20, "mx2.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.4")
+    dns_server.add_a("mx2.dest.test", "127.0.0.3")
+    daemon = await daemon_factory()
+    await _submit(daemon, ["frank@dest.test"])
+    (row,) = await _wait_final(daemon, 1)
+    assert row["state"] == "delivered"
+    assert len(backup.messages) == 1
+
+
+async def test_a_null_mx_domain_bounces_without_any_connection(daemon_factory, dns_server):
+    dns_server.add_mx("nomail.test", [(0, ".")])
+    daemon = await daemon_factory()
+    await _submit(daemon, ["grace@nomail.test"])
+    (row,) = await _wait_final(daemon, 1)
+    assert row["state"] == "bounced"
+    assert row["last_reply"].startswith("556 5.1.10")
+
+
+async def test_a_recipient_deferred_past_the_maximum_age_expires(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    mx.fail_rcpt["heidi@dest.test"] = (451, "4.2.1 mailbox busy")
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(delivery={"max_age": "3s", "retry_schedule": ["1s"]})
+    await _submit(daemon, ["heidi@dest.test"])
+    (row,) = await _wait_final(daemon, 1, timeout=15)
+    assert row["state"] == "expired"
+    assert row["attempts"] >= 2
+    assert "gave up after" in row["last_reply"]
+
+
+async def test_the_rate_limit_of_a_domain_is_observed_at_the_receiver(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("slow.test", [(10, "mx1.slow.test")])
+    dns_server.add_a("mx1.slow.test", "127.0.0.2")
+    daemon = await daemon_factory(limits={"slow.test": {"connections": 2, "rate": "4/s"}})
+    started = time.monotonic()
+    await _submit(daemon, [f"u{i}@slow.test" for i in range(12)])
+    rows = await _wait_final(daemon, 12, timeout=30)
+    elapsed = time.monotonic() - started
+    assert all(r["state"] == "delivered" for r in rows)
+    # 12 messages at 4/s with a burst of 4: at least 2 seconds.
+    assert elapsed >= 1.9, f"12 messages at 4/s took only {elapsed:.2f}s"
+    assert mx.peak_connections <= 2
