@@ -1,0 +1,215 @@
+"""The daemon as operators run it: `sendmill serve` in its own process. Two daemons on one
+database deliver each recipient once; a kill -9 in the middle of a run loses nothing; SIGTERM
+exits 0 after finishing in-flight work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+import pytest
+
+from mta import credentials, tenants
+from tests.fixtures_daemon import TEST_DOMAIN, daemon_settings
+
+SENDMILL = str(Path(sys.executable).parent / "sendmill")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def write_config(path: Path, settings: dict[str, Any]) -> Path:
+    lines: list[str] = []
+    tables = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {_toml(v)}" for k, v in item.items()]
+        else:
+            lines.insert(0, f"{key} = {_toml(value)}")
+    for key, table in tables:
+        lines.append(f"[{key}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [SENDMILL, "serve", "--config", str(self.config)],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_listening(self, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise AssertionError("daemon did not start:\n" + self.log.read_text())
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return -9
+
+
+async def _submit_many(
+    port: int, login: tuple[str, str], count: int, sessions: int = 4, prefix: str = "u"
+) -> int:
+    """Submit `count` messages; returns how many got a 250 (accepted)."""
+    accepted = 0
+    numbers = iter(range(count))
+
+    async def session() -> None:
+        nonlocal accepted
+        try:
+            async with aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=port, start_tls=False, timeout=10
+            ) as client:
+                await client.login(*login)
+                for i in numbers:
+                    message = (
+                        f"From: app@{TEST_DOMAIN}\r\nTo: {prefix}{i}@dest.test\r\n"
+                        f"Subject: n{i}\r\n\r\nmessage {i}\r\n"
+                    ).encode()
+                    await client.sendmail(f"app@{TEST_DOMAIN}", [f"{prefix}{i}@dest.test"], message)
+                    accepted += 1
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # the daemon was killed under us: what was acknowledged is counted
+
+    await asyncio.gather(*(session() for _ in range(sessions)))
+    return accepted
+
+
+@pytest.fixture
+async def process_setup(tmp_path, database_url, dns_server, mx_factory, mx_port):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port, starttls=False)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    db = await asyncpg.connect(database_url)
+    company = await tenants.ensure_company(db, "acme")
+    await db.execute(
+        "INSERT INTO sending_domains (company_id, domain) VALUES ($1, $2)", company, TEST_DOMAIN
+    )
+    issued = await credentials.create_smtp_login(db, company, "app")
+    daemons: list[DaemonProcess] = []
+
+    def make(name: str, **overrides: Any) -> tuple[DaemonProcess, dict[str, Any]]:
+        settings = daemon_settings(
+            tmp_path / name, database_url, dns_server.port, mx_port, **overrides
+        )
+        settings["log"] = {"level": "warning", "format": "text"}
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+        config = write_config(tmp_path / name / "sendmill.toml", settings)
+        daemon = DaemonProcess(config, tmp_path / name / "daemon.log")
+        daemons.append(daemon)
+        return daemon, settings
+
+    yield make, mx, db, (issued.login, issued.secret)
+    for daemon in daemons:
+        daemon.stop()
+    await db.close()
+
+
+def _port(settings: dict[str, Any]) -> int:
+    return int(settings["smtp"]["listen"].rsplit(":", 1)[1])
+
+
+async def _wait_delivered(db: asyncpg.Connection, count: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    delivered = 0
+    while time.monotonic() < deadline:
+        delivered = await db.fetchval("SELECT count(*) FROM recipients WHERE state='delivered'")
+        if delivered >= count:
+            break
+        await asyncio.sleep(0.2)
+    return delivered
+
+
+async def test_two_daemons_on_one_database_deliver_each_recipient_once(process_setup) -> None:
+    make, mx, db, login = process_setup
+    first, s1 = make("a")
+    second, s2 = make("b")
+    first.start()
+    second.start()
+    await first.wait_listening(_port(s1))
+    await second.wait_listening(_port(s2))
+    accepted = sum(
+        await asyncio.gather(
+            _submit_many(_port(s1), login, 150, prefix="a"),
+            _submit_many(_port(s2), login, 150, prefix="b"),
+        )
+    )
+    assert accepted == 300
+    assert await _wait_delivered(db, 300) == 300
+    received = [m.rcpt_tos[0] for m in mx.messages]
+    assert len(received) == 300 and len(set(received)) == 300  # nobody got it twice
+    nodes = await db.fetch("SELECT DISTINCT node FROM attempts")
+    assert len(nodes) == 2  # both daemons did part of the work
+    assert first.stop() == 0 and second.stop() == 0
+
+
+async def test_kill_9_in_the_middle_of_a_run_loses_no_accepted_message(process_setup) -> None:
+    make, mx, db, login = process_setup
+    daemon, settings = make("k")
+    daemon.start()
+    await daemon.wait_listening(_port(settings))
+    total = int(os.environ.get("SENDMILL_TEST_KILL_MESSAGES", "5000"))
+    submitting = asyncio.create_task(_submit_many(_port(settings), login, total, sessions=8))
+    # Kill while submissions and deliveries are both under way.
+    while len(mx.messages) < min(500, total // 5):
+        await asyncio.sleep(0.05)
+    assert daemon.process is not None
+    daemon.process.kill()
+    daemon.process.wait()
+    accepted_before_kill = await submitting
+    daemon.start()
+    await daemon.wait_listening(_port(settings))
+    rest = await _submit_many(_port(settings), login, 0)
+    assert rest == 0
+    committed = await db.fetchval("SELECT count(*) FROM recipients")
+    assert committed >= accepted_before_kill  # every 250 was committed first
+    assert await _wait_delivered(db, committed, timeout=120) == committed
+    received = {m.rcpt_tos[0] for m in mx.messages}
+    rows = {r["recipient"] for r in await db.fetch("SELECT recipient FROM recipients")}
+    assert rows <= received  # every accepted message arrived (at least once)
+    assert daemon.stop() == 0
