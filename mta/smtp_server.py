@@ -29,11 +29,9 @@ from mta.verp import Verp, VerpError
 
 log = logging.getLogger("sendmill.smtp")
 
-# aiosmtpd's own texts, replaced by ours (with enhanced status codes).
-_REWRITES = {
-    "552 Error: Too much mail data": None,  # filled per listener with the size limit
-    "500 Line too long (see RFC5321 4.5.3.1.6)": replies.S500_LINE_TOO_LONG,
-}
+# aiosmtpd's own texts, replaced by ours (with enhanced status codes); its 552 replies are
+# replaced per listener with the size limit.
+_REWRITES = {"500 Line too long (see RFC5321 4.5.3.1.6)": replies.S500_LINE_TOO_LONG}
 _AUTH_FAILURE_DELAY = 0.5  # seconds: slows password guessing without holding much
 
 
@@ -194,7 +192,9 @@ class SendmillSMTP(SMTP):
         super().connection_lost(exc)
 
     async def push(self, status: str) -> None:
-        if status == "552 Error: Too much mail data":
+        if not isinstance(status, str):  # AUTH challenges arrive as bytes
+            pass
+        elif status.startswith("552 Error"):  # DATA too big, or MAIL SIZE= over the limit
             status = self._too_big
         elif _REWRITES.get(status):
             status = _REWRITES[status]  # type: ignore[assignment]
