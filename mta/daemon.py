@@ -21,13 +21,14 @@ from pathlib import Path
 
 import asyncpg
 
-from mta import database, tenants
+from mta import database, metrics, queue, tenants
 from mta.config import Config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.delivery import DeliveryEngine
 from mta.dkim import DkimSigners, ensure_keys
 from mta.dns import Resolver
 from mta.logs import setup_logging
+from mta.queue import RecipientState
 from mta.secret import server_secret
 from mta.submission import SubmissionPolicy
 from mta.verp import Verp
@@ -137,6 +138,7 @@ class Daemon:
     smtp: object | None = None
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
+    sampler_task: asyncio.Task[None] | None = None
     ready: bool = False
 
     async def start(self) -> None:
@@ -172,6 +174,19 @@ class Daemon:
             ready=self._is_ready,
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
+        self.sampler_task = asyncio.create_task(self._sample_queue())
+
+    async def _sample_queue(self) -> None:
+        """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""
+        assert self.db is not None
+        while True:
+            try:
+                totals = await queue.state_totals(self.db)
+                for state in RecipientState:
+                    metrics.QUEUE_RECIPIENTS.labels(str(state)).set(totals.get(str(state), 0))
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("queue sampling failed: %s", exc)
+            await asyncio.sleep(5)
 
     async def _serve_http(self, app: object) -> None:
         import uvicorn
@@ -217,6 +232,8 @@ class Daemon:
         """Stop accepting, finish in-flight transactions, release leases."""
         self.ready = False
         log.info("sendmill is stopping")
+        if self.sampler_task is not None:
+            self.sampler_task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
         if self.http is not None:

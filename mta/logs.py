@@ -39,6 +39,7 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Third-party chatter: aiosmtpd logs every command at INFO.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # Third-party chatter: aiosmtpd logs every command at INFO, and warns on every AUTH about
+    # its own deprecated Session.login_data (set by aiosmtpd itself, not by us).
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -227,3 +227,29 @@ async def test_the_rate_limit_of_a_domain_is_observed_at_the_receiver(
     # 12 messages at 4/s with a burst of 4: at least 2 seconds.
     assert elapsed >= 1.9, f"12 messages at 4/s took only {elapsed:.2f}s"
     assert mx.peak_connections <= 2
+
+
+async def test_metrics_show_queue_states_deliveries_and_sessions(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    _serve_dkim_key(dns_server, daemon)
+    await _submit(daemon, ["ivan@dest.test"])
+    await _wait_final(daemon, 1)
+    await asyncio.sleep(5.5)  # the queue gauge is sampled every 5 s
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        text = (await client.get("/metrics")).text
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+    for name in (
+        'sendmill_queue_recipients{state="delivered"}',
+        'sendmill_deliveries_total{outcome="delivered"}',
+        "sendmill_attempt_duration_seconds_bucket",
+        'sendmill_smtp_sessions_in_total{listener="submission"}',
+        'sendmill_smtp_sessions_out_total{result="opened"}',
+        'sendmill_dkim_signatures_total{algorithm="dkim"}',
+    ):
+        assert name in text, name
