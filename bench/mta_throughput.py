@@ -38,16 +38,22 @@ def free_port() -> int:
 
 
 SINK = r"""
-import asyncio, sys
+import asyncio, os, sys
 from aiosmtpd.smtp import SMTP
 class Sink:
     count = 0
     async def handle_DATA(self, server, session, envelope):
         Sink.count += 1
         return "250 2.0.0 OK"
+async def report(path):
+    while True:
+        with open(path + ".tmp", "w") as f:
+            f.write(str(Sink.count))
+        os.replace(path + ".tmp", path)
+        await asyncio.sleep(0.2)
 async def main():
-    import uvloop  # noqa
     loop = asyncio.get_running_loop()
+    asyncio.ensure_future(report(sys.argv[2]))
     handler = Sink()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="sink", data_size_limit=None), "127.0.0.1", int(sys.argv[1]))
@@ -108,7 +114,9 @@ def body(i: int) -> bytes:
     return (text + "\r\n".join(lines) + "\r\n").encode()
 
 
-async def submit(port: int, username: str, password: str, total: int, sessions: int) -> float:
+async def submit(
+    port: int, username: str | None, password: str | None, total: int, sessions: int
+) -> float:
     import aiosmtplib
 
     counter = iter(range(total))
@@ -116,7 +124,8 @@ async def submit(port: int, username: str, password: str, total: int, sessions: 
 
     async def session() -> None:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as client:
-            await client.login(username, password)
+            if username:
+                await client.login(username, password)
             for i in counter:
                 await client.sendmail(
                     "app@bench.test", [f"user{i}@d{i % 100}.bench-dest.test"], body(i)
@@ -154,7 +163,9 @@ async def run_sendmill(args: argparse.Namespace) -> dict[str, float]:
     state = OUT / "state"
     state.mkdir(parents=True)
     sink_port = free_port()
-    sink = subprocess.Popen([PY, "-c", SINK, str(sink_port)], stdout=subprocess.PIPE)
+    sink = subprocess.Popen(
+        [PY, "-c", SINK, str(sink_port), str(OUT / "sink.count")], stdout=subprocess.PIPE
+    )
     assert sink.stdout is not None and sink.stdout.readline().strip() == b"ready"
     config, ports = write_config(state, sink_port, args.processes)
     env = {**os.environ, "SENDMILL_CONFIG": str(config)}
@@ -233,11 +244,19 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--skip-postfix", action="store_true", help="no Postfix comparison")
     args = parser.parse_args()
     figures = asyncio.run(run_sendmill(args))
     for key, value in figures.items():
         print(f"{key:>18}: {value}")
-    postfix = None  # Postfix + OpenDKIM comparison: not yet automated (see issue 2 notes)
+    postfix = None
+    if not args.skip_postfix:
+        sys.path.insert(0, str(ROOT))
+        from bench.postfix_peer import run_postfix
+
+        postfix = run_postfix(args.messages, args.sessions, body, submit, SINK)
+        if postfix is not None:
+            print(f"postfix+opendkim delivered_per_s: {postfix}")
     figures["postfix_delivered_per_s"] = postfix
     figures["ratio_vs_postfix"] = (
         round(figures["delivered_per_s"] / postfix, 2) if postfix else None
