@@ -171,7 +171,8 @@ class SmtpConnection:
 
     # --- protocol steps -----------------------------------------------------------------------
 
-    async def _read_reply(self, timeout: float | None = None) -> tuple[int, str]:
+    async def _read_lines(self, timeout: float | None = None) -> list[str]:
+        """The lines of one (possibly multi-line) reply."""
         lines: list[str] = []
         try:
             while True:
@@ -183,11 +184,14 @@ class SmtpConnection:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 lines.append(line)
                 if len(line) < 4 or line[3] != "-":
-                    break
+                    return lines
         except TimeoutError:
             raise SessionClosed(421, "421 4.4.2 timeout waiting for the server") from None
         except (ConnectionError, OSError) as exc:
             raise SessionClosed(421, f"421 4.4.2 connection lost: {exc}") from None
+
+    async def _read_reply(self, timeout: float | None = None) -> tuple[int, str]:
+        lines = await self._read_lines(timeout)
         try:
             code = int(lines[-1][:3])
         except ValueError:
@@ -203,15 +207,7 @@ class SmtpConnection:
 
     async def _ehlo(self, helo_name: str) -> None:
         self._writer.write(f"EHLO {helo_name}\r\n".encode())
-        lines: list[str] = []
-        while True:
-            raw = await asyncio.wait_for(self._reader.readline(), self._command_timeout)
-            if not raw:
-                raise SessionClosed(421, "421 4.4.2 connection closed during EHLO")
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                break
+        lines = await self._read_lines()
         code = int(lines[-1][:3])
         if code >= 500:
             code, text = await self._command(f"HELO {helo_name}")
