@@ -150,7 +150,7 @@ class Site:
                     metrics.SMTP_SESSIONS_OUT.labels("failed").inc()
                     errors.append(f"{_label(hop, address)}: {exc}")
                     if isinstance(exc, SessionClosed) and exc.code == 421:
-                        self.throttle.record_421(time.monotonic())
+                        self._slow_down()
                     continue
                 metrics.SMTP_SESSIONS_OUT.labels("opened").inc()
                 return conn
@@ -213,21 +213,40 @@ class Site:
             text = getattr(exc, "text", None) or str(exc)
             reply = text if text[:3].isdigit() else REPLY_SESSION_LOST.format(detail=text)
             if code == 421:
-                self.throttle.record_421(time.monotonic())
+                self._slow_down()
             self._report(job, code if 400 <= code < 500 else 451, reply, conn.peer, _ms(started))
             return False
         metrics.ATTEMPT_SECONDS.observe(time.monotonic() - started)
         (reply,) = result.replies
         now = time.monotonic()
+        slowed = self.throttle.slowed
         if 200 <= reply.code < 300:
             self.throttle.record_success(now)
         elif 400 <= reply.code < 500:
             self.throttle.record_deferral(now, reply.code)
+        self._track_slowed(slowed)
         self._report(job, reply.code, reply.text, conn.peer, _ms(started))
         return True
 
+    def _slow_down(self) -> None:
+        """A 421 or a refused connection: the site asks us to back off."""
+        slowed = self.throttle.slowed
+        self.throttle.record_421(time.monotonic())
+        self._track_slowed(slowed)
+
+    def _track_slowed(self, was_slowed: bool) -> None:
+        if self.throttle.slowed != was_slowed:
+            metrics.SITES_SLOWED.inc(1 if self.throttle.slowed else -1)
+            log.info(
+                "site %s %s",
+                self.key,
+                "slowed down" if self.throttle.slowed else "recovered",
+                extra={"throttle": self.throttle.snapshot()},
+            )
+
     def _mark_unreachable(self, detail: str) -> None:
         """No host answered: defer everything queued here instead of retrying one by one."""
+        self._slow_down()
         self.unreachable_until = time.monotonic() + 5.0
         self.last_unreachable = detail
         self._defer_queue()

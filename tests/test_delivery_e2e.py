@@ -253,3 +253,20 @@ async def test_metrics_show_queue_states_deliveries_and_sessions(
         'sendmill_dkim_signatures_total{algorithm="dkim"}',
     ):
         assert name in text, name
+
+
+async def test_a_site_that_hangs_up_is_slowed_down_and_everything_still_arrives(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    mx.close_after = 1  # one message per connection, then the server hangs up
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(limits={"default": {"connections": 4}})
+    await _submit(daemon, [f"k{i}@dest.test" for i in range(6)])
+    rows = await _wait_final(daemon, 6, timeout=30)
+    assert [r["state"] for r in rows] == ["delivered"] * 6
+    (site,) = daemon.engines[0]._sites.values()
+    assert site.throttle.backoffs >= 1
+    assert site.throttle.effective_connections < 4
+    assert len({m.rcpt_tos[0] for m in mx.messages}) == 6
