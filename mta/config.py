@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mta.dns import to_ascii
+
 DEFAULT_CONFIG = Path("configs/sendmill.toml")
 ENV_PREFIX = "SENDMILL_"
 
@@ -209,7 +211,7 @@ class Config:
         return next((r for r in self.routes if r.domain == "*"), None)
 
     def sending_domain(self, domain: str) -> SendingDomain | None:
-        domain = domain.lower()
+        domain = to_ascii(domain)
         return next((d for d in self.sending_domains if d.domain == domain), None)
 
     def pool(self, name: str) -> Pool:
@@ -357,7 +359,9 @@ def build_config(data: dict[str, Any], source_path: str | None = None) -> Config
             if "domain" not in spec:
                 raise ConfigError(f"{where}: 'domain' is required")
             domain = _build(SendingDomain, spec, where)
-            domains.append(dataclasses.replace(domain, domain=domain.domain.lower(), dkim=keys))
+            # Stored as mail carries them: lower-case IDNA, so a Unicode domain still matches.
+            ascii_domain = to_ascii(domain.domain)
+            domains.append(dataclasses.replace(domain, domain=ascii_domain, dkim=keys))
         top["sending_domains"] = tuple(domains)
     if "pools" in data:
         top["pools"] = tuple(

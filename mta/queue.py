@@ -15,6 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
+from mta.dns import to_ascii
 from mta.queries import Queries
 
 SQL = Queries("mta")
@@ -113,11 +114,7 @@ class Outcome:
 
 def recipient_domain(address: str) -> str:
     """The lower-cased, IDNA-encoded domain of an address (for routing and grouping)."""
-    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+    return to_ascii(address.rpartition("@")[2])
 
 
 async def enqueue(

@@ -16,6 +16,7 @@ import asyncpg
 
 from mta import replies, tenants
 from mta.credentials import Credential
+from mta.dns import to_ascii
 from mta.queue import Submission
 
 MAX_LINE = 998  # RFC 5322 §2.1.1: at most 998 characters per line, excluding CRLF
@@ -88,7 +89,8 @@ def valid_address(address: str) -> bool:
 
 
 def address_domain(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".")
+    """The domain of an address as sending domains are stored: lower-case, IDNA (xn--)."""
+    return to_ascii(address.rpartition("@")[2])
 
 
 @dataclass(frozen=True, slots=True)

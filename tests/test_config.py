@@ -53,3 +53,9 @@ def test_durations_and_routes() -> None:
     assert config.route_for("other.org") is None
     with pytest.raises(ConfigError, match="tls"):
         build_config({"routes": [{"domain": "x.org", "host": "a", "tls": "maybe"}]})
+
+
+def test_unicode_sending_domains_are_stored_in_idna_form() -> None:
+    config = build_config({"sending_domains": [{"domain": "Bücher.Example"}]})
+    assert config.sending_domains[0].domain == "xn--bcher-kva.example"
+    assert config.sending_domain("bücher.example") is config.sending_domains[0]
