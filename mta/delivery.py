@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from mta import metrics, queue
+from mta.budget import SharedBudget
 from mta.config import Config
 from mta.dkim import DkimError, DkimSigners
 from mta.dns import Resolver
@@ -28,6 +29,7 @@ from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
 from mta.retry import RetryPolicy, expired_reply
 from mta.routing import Router, RoutingError
 from mta.sites import Job, Site
+from mta.throttle import Rate
 from mta.verp import Verp
 
 log = logging.getLogger("sendmill.delivery")
@@ -290,16 +292,23 @@ class DeliveryEngine:
         if site is None:
             sending = self._config.sending_domain(jobs[0].message.from_domain)
             pool = self._config.pool(sending.pool if sending else "default")
+            limits = self._config.limits_for(domain)
+            budget = (
+                SharedBudget(self._db, destination.site, Rate.parse(limits.rate))
+                if limits.rate
+                else None
+            )
             site = Site(
                 destination.site,
                 destination,
-                self._config.limits_for(domain),
+                limits,
                 self._config.delivery,
                 self._resolver,
                 self._config.hostname,
                 self._report,
                 share=self._share,
                 source_address=pool.source_addresses[0] if pool.source_addresses else None,
+                budget=budget,
             )
             self._sites[destination.site] = site
         site.domains.add(domain)

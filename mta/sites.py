@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mta import metrics
+from mta.budget import SharedBudget
 from mta.config import DeliveryConfig, DomainLimits
 from mta.dns import DnsError, Resolver
 from mta.queue import ClaimedRecipient, StoredMessage
@@ -57,6 +58,7 @@ class Site:
         report: Report,
         share: int = 1,
         source_address: str | None = None,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.key = key
         self.destination = destination
@@ -66,8 +68,9 @@ class Site:
         self._helo = helo_name
         self._report = report
         self._source = source_address
+        self._budget = budget
         rate = Rate.parse(limits.rate) if limits.rate else None
-        if rate is not None and share > 1:
+        if rate is not None and share > 1 and budget is None:
             rate = Rate(rate.count / share, rate.per)  # this process's share of the budget
         self.messages_per_connection = max(1, limits.messages_per_connection)
         self.throttle = SiteThrottle(
@@ -189,11 +192,18 @@ class Site:
             await conn.close()
 
     async def _wait_for_rate(self) -> None:
+        """The local throttle (with its automatic slow-down), then the shared budget."""
         while True:
             delay = self.throttle.reserve_message(time.monotonic())
             if delay <= 0:
-                return
+                break
             metrics.THROTTLE_WAITS.labels("rate").inc()
+            await asyncio.sleep(delay)
+        while self._budget is not None:
+            delay = await self._budget.take()
+            if delay <= 0:
+                return
+            metrics.THROTTLE_WAITS.labels("shared_rate").inc()
             await asyncio.sleep(delay)
 
     async def _send(self, conn: SmtpConnection, job: Job) -> bool:

@@ -33,8 +33,12 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     raise TypeError(value)
+
+
+def _key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else _toml(name)
 
 
 def write_config(path: Path, settings: dict[str, Any]) -> Path:
@@ -51,7 +55,7 @@ def write_config(path: Path, settings: dict[str, Any]) -> Path:
             lines.insert(0, f"{key} = {_toml(value)}")
     for key, table in tables:
         lines.append(f"[{key}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+        lines += [f"{_key(k)} = {_toml(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -213,3 +217,28 @@ async def test_kill_9_in_the_middle_of_a_run_loses_no_accepted_message(process_s
     rows = {r["recipient"] for r in await db.fetch("SELECT recipient FROM recipients")}
     assert rows <= received  # every accepted message arrived (at least once)
     assert daemon.stop() == 0
+
+
+async def test_a_rate_limit_holds_across_two_daemons(process_setup) -> None:
+    make, mx, db, login = process_setup
+    limits = {"limits": {"dest.test": {"connections": 2, "rate": "4/s"}}}
+    first, s1 = make("r1", **limits)
+    second, s2 = make("r2", **limits)
+    first.start()
+    second.start()
+    await first.wait_listening(_port(s1))
+    await second.wait_listening(_port(s2))
+    await asyncio.gather(
+        _submit_many(_port(s1), login, 8, prefix="x"),
+        _submit_many(_port(s2), login, 8, prefix="y"),
+    )
+    assert await _wait_delivered(db, 16) == 16
+    span = await db.fetchval(
+        "SELECT extract(epoch FROM max(at) - min(at)) FROM attempts WHERE outcome = 'delivered'"
+    )
+    nodes = await db.fetchval("SELECT count(DISTINCT node) FROM attempts")
+    assert nodes == 2
+    # 16 messages at 4/s shared, a burst of 4: at least 3 s. Each daemon alone at 4/s would
+    # have finished its 8 in about 1 s.
+    assert float(span) >= 2.5, f"16 messages at a shared 4/s took only {float(span):.2f}s"
+    assert len(mx.messages) == 16
