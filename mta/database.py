@@ -115,10 +115,24 @@ def _json_loads(value: str) -> object:
     return json.loads(value)
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """What a released connection needs before reuse. asyncpg's default sends
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release: a round trip
+    per query on the hot path, for session state Sendmill never leaves behind (LISTEN uses its
+    own connection, advisory locks are transaction-scoped)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def connect(url: str, size: int = 10) -> asyncpg.Pool:
     """A connection pool with Sendmill's type codecs."""
     return await asyncpg.create_pool(
-        url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+        url,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        reset=_reset_connection,
+        command_timeout=60,
     )
 
 
