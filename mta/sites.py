@@ -35,6 +35,7 @@ class Job:
     data: bytes
     mail_from: str
     ready_at: float = field(default_factory=time.monotonic)
+    retried_on_new_connection: bool = False
 
 
 # Called with (job, code, reply, mx label or None, duration in ms).
@@ -224,6 +225,12 @@ class Site:
             reply = text if text[:3].isdigit() else REPLY_SESSION_LOST.format(detail=text)
             if code == 421:
                 self._slow_down()
+            if not job.retried_on_new_connection:
+                # A reused connection the server dropped says nothing about this message:
+                # try it once more on a fresh connection before counting a deferral.
+                job.retried_on_new_connection = True
+                self.push(job)
+                return False
             self._report(job, code if 400 <= code < 500 else 451, reply, conn.peer, _ms(started))
             return False
         metrics.ATTEMPT_SECONDS.observe(time.monotonic() - started)
