@@ -307,7 +307,7 @@ class DeliveryEngine:
                 self._config.hostname,
                 self._report,
                 share=self._share,
-                source_address=pool.source_addresses[0] if pool.source_addresses else None,
+                source_addresses=pool.source_addresses,
                 budget=budget,
             )
             self._sites[destination.site] = site

@@ -9,6 +9,7 @@ Jobs wait in a fair queue: transactional before bulk, round-robin between compan
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -58,7 +59,7 @@ class Site:
         helo_name: str,
         report: Report,
         share: int = 1,
-        source_address: str | None = None,
+        source_addresses: tuple[str, ...] = (),
         budget: SharedBudget | None = None,
     ) -> None:
         self.key = key
@@ -68,7 +69,8 @@ class Site:
         self._resolver = resolver
         self._helo = helo_name
         self._report = report
-        self._source = source_address
+        # Connections take the pool's source addresses in turn.
+        self._sources = itertools.cycle(source_addresses) if source_addresses else None
         self._budget = budget
         rate = Rate.parse(limits.rate) if limits.rate else None
         if rate is not None and share > 1 and budget is None:
@@ -129,6 +131,7 @@ class Site:
         """Connect to the first reachable host, in preference order (RFC 5321 §5.1)."""
         errors: list[str] = []
         d = self._delivery
+        source = next(self._sources) if self._sources is not None else None
         for hop in self.destination.hops:
             try:
                 addresses = await self._resolver.addresses(hop.host)
@@ -142,7 +145,7 @@ class Site:
                         hop.port,
                         helo_name=self._helo,
                         tls=hop.tls,
-                        source_address=self._source,
+                        source_address=source,
                         username=hop.username,
                         password=hop.password,
                         connect_timeout=d.connect_timeout,

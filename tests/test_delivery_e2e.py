@@ -270,3 +270,20 @@ async def test_a_site_that_hangs_up_is_slowed_down_and_everything_still_arrives(
     assert site.throttle.backoffs >= 1
     assert site.throttle.effective_connections < 4
     assert len({m.rcpt_tos[0] for m in mx.messages}) == 6
+
+
+async def test_connections_take_the_source_addresses_of_the_domains_pool_in_turn(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(
+        pools=[{"name": "default", "source_addresses": ["127.0.0.7", "127.0.0.8"]}],
+        limits={"default": {"connections": 1, "messages_per_connection": 1}},
+    )
+    await _submit(daemon, [f"p{i}@dest.test" for i in range(4)])
+    rows = await _wait_final(daemon, 4)
+    assert all(r["state"] == "delivered" for r in rows)
+    peers = {m.peer.split("'")[1] for m in mx.messages}
+    assert peers == {"127.0.0.7", "127.0.0.8"}
