@@ -229,20 +229,19 @@ class DeliveryEngine:
             task.add_done_callback(self._routing.discard)
 
     async def _drop_suppressed(self, claimed: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
-        """Suppressed recipients are never contacted (checked again at delivery time)."""
-        by_company: dict[int, list[ClaimedRecipient]] = {}
-        for c in claimed:
-            by_company.setdefault(c.company_id, []).append(c)
+        """Suppressed (and unsubscribed marketing) recipients are never contacted: checked again
+        at delivery time, since the list may have changed while the row waited."""
+        if not claimed:
+            return claimed
+        blocked = await queue.blocked_recipients(self._db, [c.id for c in claimed])
         live = []
-        for company_id, rows in by_company.items():
-            hits = await queue.suppressed_among(self._db, company_id, [r.recipient for r in rows])
-            for r in rows:
-                reason = hits.get(r.recipient.lower())
-                if reason is None:
-                    live.append(r)
-                else:
-                    reply = REPLY_SUPPRESSED.format(reason=reason)
-                    self._record(r, RecipientState.SUPPRESSED, 550, reply, None, counts=False)
+        for c in claimed:
+            reason = blocked.get(c.id)
+            if reason is None:
+                live.append(c)
+            else:
+                reply = REPLY_SUPPRESSED.format(reason=reason)
+                self._record(c, RecipientState.SUPPRESSED, 550, reply, None, counts=False)
         return live
 
     async def _messages(self, ids: set[int]) -> dict[int, tuple[StoredMessage, bytes]]:
