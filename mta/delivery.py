@@ -23,6 +23,7 @@ import asyncpg
 from mta import metrics, queue
 from mta.budget import SharedBudget
 from mta.config import Config
+from mta.connection_slots import ConnectionSlots
 from mta.dkim import DkimError, DkimSigners
 from mta.dns import Resolver
 from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
@@ -98,15 +99,18 @@ class DeliveryEngine:
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        self._slots = ConnectionSlots(db, node)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._slots.release_all()  # a restarted node holds no connection
         await self._listen()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._slot_loop(), name="connection-slots"),
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -135,6 +139,8 @@ class DeliveryEngine:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._slots.release_all()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -308,6 +314,7 @@ class DeliveryEngine:
                 share=self._share,
                 source_addresses=pool.source_addresses,
                 budget=budget,
+                slots=self._slots,
             )
             self._sites[destination.site] = site
         site.domains.add(domain)
@@ -371,6 +378,15 @@ class DeliveryEngine:
                 await asyncio.wait_for(self._flushed.wait(), 0.05)
             self._flushed.clear()
             await self._flush()
+
+    async def _slot_loop(self) -> None:
+        """Keep the shared connection slots of open connections leased."""
+        while True:
+            await asyncio.sleep(self._slots.lease / 3)
+            try:
+                await self._slots.renew()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: connection slot upkeep failed: %s", exc)
 
     async def _lease_loop(self) -> None:
         d = self._config.delivery
