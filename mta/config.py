@@ -181,6 +181,7 @@ class TrackerConfig:
     batch_size: int = 2000
     flush_interval: float = 0.25
     unsubscribe_mailto: bool = False
+    machine_rules: str | None = None
 
 
 @dataclass(frozen=True)

@@ -276,4 +276,3 @@ async def recipient_counts(
     """(total, human total) per event kind for one recipient row."""
     rows = await db.fetch(SQL["recipient-counts"], company_id, recipient_id)
     return {r["kind"]: (r["total"], r["human_total"]) for r in rows}
-

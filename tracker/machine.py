@@ -139,8 +139,6 @@ class MachineRules:
         return index
 
 
-
-
 def _address(ip: str | None) -> ipaddress._BaseAddress | None:
     if not ip:
         return None

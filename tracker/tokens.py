@@ -49,6 +49,7 @@ MAX_TOKEN = 4096  # characters; anything longer is refused before decoding
 _FLAG_DEFLATED = 1
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 _KEY_LABEL = b"sendmill/tracker/token/v1"
+_SEAL_LABEL = b"sendmill/tracker/seal\0"  # a sealed value can never pass as a token
 
 # Preset dictionary for raw deflate: fragments most links share. Later entries are cheaper to
 # reference, so the most common ones come last. Changing it invalidates outstanding click
@@ -174,6 +175,23 @@ class TokenCodec:
                 payload += raw
         payload += hmac.digest(self._key, bytes(payload), "sha256")[:TAG_BYTES]
         return _b64(bytes(payload))
+
+    def seal(self, data: bytes) -> str:
+        """`data` with a full-length tag, for values that travel inside our own systems (the
+        tracking options stored with a message) rather than in links."""
+        tag = hmac.digest(self._key, _SEAL_LABEL + data, "sha256")
+        return f"{_b64(data)}.{_b64(tag)}"
+
+    def unseal(self, text: str) -> bytes:
+        """The data of a `seal`ed value; TokenError unless one of our keys made it."""
+        body, dot, tag_text = text.strip().partition(".")
+        if not dot:
+            raise TokenError("not a sealed value")
+        data, tag = _unb64(body), _unb64(tag_text)
+        for key in self._keys:
+            if hmac.compare_digest(hmac.digest(key, _SEAL_LABEL + data, "sha256"), tag):
+                return data
+        raise TokenError("sealed value does not verify")
 
     # --- verifying ------------------------------------------------------------------------
 
