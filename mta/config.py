@@ -178,8 +178,8 @@ class TrackerConfig:
     processes: int = 1
     trust_forwarded_for: bool = False
     buffer_size: int = 100_000
-    batch_size: int = 2000
-    flush_interval: float = 0.25
+    batch_size: int = 500
+    flush_interval: float = 0.1
     unsubscribe_mailto: bool = False
     machine_rules: str | None = None
 

@@ -22,6 +22,7 @@ import email
 import html
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -55,39 +56,119 @@ GIF = (
 )
 assert len(GIF) == 43
 _NO_STORE = (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0")
-_GIF_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"image/gif"),
-        (b"content-length", b"43"),
-        _NO_STORE,
-        (b"expires", b"0"),
-        (b"pragma", b"no-cache"),
-    ],
-}
-_GIF_BODY = {"type": "http.response.body", "body": GIF}
-_HEAD_BODY = {"type": "http.response.body", "body": b""}
-_NOT_FOUND = b"Not found: this link is not valid.\n"
-_NOT_FOUND_START = {
-    "type": "http.response.start",
-    "status": 404,
-    "headers": [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(_NOT_FOUND)).encode()),
-        _NO_STORE,
-    ],
-}
-_NOT_FOUND_BODY = {"type": "http.response.body", "body": _NOT_FOUND}
 # Characters a Location header may carry as they are; anything else (non-ASCII, spaces,
 # controls) is percent-encoded.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 _INTERESTING = frozenset({b"user-agent", b"purpose", b"sec-purpose", b"x-moz", b"x-forwarded-for"})
 _MAX_FORM = 8192
+_REASONS = {200: b"OK", 302: b"Found", 404: b"Not Found"}
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete answer of a hot path, served as ASGI messages or as raw HTTP/1.1 bytes."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes = b""
+    cacheable: bool = False  # the same bytes every time (servers may cache the head)
+
+    def head(self, extra: Headers, keep_alive: bool) -> bytes:
+        lines = [b"HTTP/1.1 %d %s\r\n" % (self.status, _REASONS[self.status])]
+        lines += [name + b": " + value + b"\r\n" for name, value in (*extra, *self.headers)]
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    async def send(self, send: Send, head_only: bool) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": b"" if head_only else self.body})
+
+
+GIF_REPLY = Reply(
+    200,
+    (
+        (b"content-type", b"image/gif"),
+        (b"content-length", b"43"),
+        _NO_STORE,
+        (b"expires", b"0"),
+        (b"pragma", b"no-cache"),
+    ),
+    GIF,
+    cacheable=True,
+)
+_NOT_FOUND = b"Not found: this link is not valid.\n"
+NOT_FOUND_REPLY = Reply(
+    404,
+    (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(_NOT_FOUND)).encode()),
+        _NO_STORE,
+    ),
+    _NOT_FOUND,
+    cacheable=True,
+)
+
+
+_REDIRECTS: dict[str, Reply] = {}
+_REDIRECTS_MAX = 16384  # a campaign's links repeat for every recipient: remember their answers
+
+
+def redirect(url: str) -> Reply:
+    reply = _REDIRECTS.get(url)
+    if reply is None:
+        if len(_REDIRECTS) >= _REDIRECTS_MAX:
+            _REDIRECTS.clear()
+        reply = _REDIRECTS[url] = _redirect(url)
+    return reply
+
+
+def _redirect(url: str) -> Reply:
+    location = quote(url, safe=_URL_SAFE).encode("ascii")
+    return Reply(
+        302,
+        (
+            (b"location", location),
+            (b"content-length", b"0"),
+            _NO_STORE,
+            (b"referrer-policy", b"no-referrer"),
+        ),
+        cacheable=True,
+    )
+
+
+class Tally:
+    """Request and event counts kept as plain integers on the hot path and added to the
+    Prometheus metrics a few times a second (a metric update in multiprocess mode costs a lock
+    and an mmap write, several times the cost of counting)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.events: dict[tuple[str, str | None], int] = {}
+
+    def request(self, endpoint: str, outcome: str) -> None:
+        key = (endpoint, outcome)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def event(self, kind: str, reason: str | None) -> None:
+        key = (kind, reason)
+        self.events[key] = self.events.get(key, 0) + 1
+
+    def publish(self) -> None:
+        requests, self.requests = self.requests, {}
+        events, self.events = self.events, {}
+        for (endpoint, outcome), n in requests.items():
+            metrics.REQUESTS.labels(endpoint, outcome).inc(n)
+        for (kind, reason), n in events.items():
+            metrics.EVENTS.labels(kind, "true" if reason else "false").inc(n)
+            if reason:
+                metrics.MACHINE_EVENTS.labels(kind, reason).inc(n)
 
 
 class Hits:
-    """What the pixel and redirect handlers share: verification, classification, recording."""
+    """What the pixel and redirect share: verification, classification, recording."""
 
     def __init__(
         self, codec: TokenCodec, writer: EventWriter, rules: MachineRules, trust_forwarded: bool
@@ -96,24 +177,31 @@ class Hits:
         self.writer = writer
         self.rules = rules
         self.trust_forwarded = trust_forwarded
+        self.tally = Tally()
+        writer.on_tick = self.tally.publish
 
-    def request_info(self, scope: Scope) -> tuple[str, str | None, dict[str, str]]:
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
+    def request_info(
+        self, headers: Headers, client: tuple[str, int] | None
+    ) -> tuple[str, str | None, dict[str, str]]:
+        found: dict[str, str] = {}
+        for name, value in headers:
             if name in _INTERESTING:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
+                found[name.decode("latin-1")] = value.decode("latin-1")
         ip = None
-        if self.trust_forwarded and "x-forwarded-for" in headers:
-            ip = headers["x-forwarded-for"].split(",")[0].strip()
-        elif scope.get("client"):
-            ip = scope["client"][0]
-        return headers.get("user-agent", ""), ip, headers
+        if self.trust_forwarded and "x-forwarded-for" in found:
+            ip = found["x-forwarded-for"].split(",")[0].strip()
+        elif client:
+            ip = client[0]
+        return found.get("user-agent", ""), ip, found
 
-    def record(self, kind: str, token: Token, scope: Scope) -> None:
-        user_agent, ip, headers = self.request_info(scope)
+    def record(
+        self, kind: str, token: Token, headers: Headers, client: tuple[str, int] | None
+    ) -> None:
+        user_agent, ip, found = self.request_info(headers, client)
         now = time.time()
         since = now - token.sent_at if token.sent_at else None
-        reason = self.rules.classify(MachineRequest(kind, user_agent, ip, headers, since))
+        reason = self.rules.classify(MachineRequest(kind, user_agent, ip, found, since))
+        click = kind == "click"
         self.writer.record(
             Event(
                 kind,
@@ -125,97 +213,91 @@ class Hits:
                 user_agent,
                 ip,
                 reason,
-                token.link_index if kind == "click" else None,
-                token.url if kind == "click" else None,
+                token.link_index if click else None,
+                token.url if click else None,
                 token.sent_at,
             )
         )
-        machine = "true" if reason else "false"
-        metrics.EVENTS.labels(kind, machine).inc()
-        if reason:
-            metrics.MACHINE_EVENTS.labels(kind, reason).inc()
+        self.tally.event(kind, reason)
 
 
 class OpenPixel:
-    """`GET /o/TOKEN`: always the GIF; an open is recorded only for a valid token."""
+    """`GET /o/TOKEN`: always the GIF; an open is recorded only for a valid token. HEAD gets
+    the same answer and records nothing."""
 
     def __init__(self, hits: Hits) -> None:
         self.hits = hits
-        self._ok = metrics.REQUESTS.labels("open", "recorded")
-        self._bad = metrics.REQUESTS.labels("open", "invalid")
-        self._head = metrics.REQUESTS.labels("open", "head")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "HEAD":
-            self._head.inc()
-            await send(_GIF_START)
-            await send(_HEAD_BODY)
-            return
+    def reply(
+        self, method: str, path: str, headers: Headers, client: tuple[str, int] | None
+    ) -> Reply:
+        tally = self.hits.tally
+        if method == "HEAD":
+            tally.request("open", "head")
+            return GIF_REPLY
         try:
-            token = self.hits.codec.verify(scope["path"][3:], TokenKind.OPEN)
+            token = self.hits.codec.verify(path[3:], TokenKind.OPEN)
         except TokenError:
-            self._bad.inc()
-        else:
-            self.hits.record("open", token, scope)
-            self._ok.inc()
-        await send(_GIF_START)
-        await send(_GIF_BODY)
+            tally.request("open", "invalid")
+            return GIF_REPLY
+        self.hits.record("open", token, headers, client)
+        tally.request("open", "recorded")
+        return GIF_REPLY
 
 
 class ClickRedirect:
-    """`GET /c/TOKEN`: 302 to the URL signed inside the token; anything else is a 404."""
+    """`GET /c/TOKEN`: 302 to the URL signed inside the token; anything else is a 404. HEAD
+    gets the same answer and records nothing (link checkers and prefetchers)."""
 
     def __init__(self, hits: Hits) -> None:
         self.hits = hits
-        self._ok = metrics.REQUESTS.labels("click", "recorded")
-        self._bad = metrics.REQUESTS.labels("click", "invalid")
-        self._head = metrics.REQUESTS.labels("click", "head")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def reply(
+        self, method: str, path: str, headers: Headers, client: tuple[str, int] | None
+    ) -> Reply:
+        tally = self.hits.tally
         try:
-            token = self.hits.codec.verify(scope["path"][3:], TokenKind.CLICK)
+            token = self.hits.codec.verify(path[3:], TokenKind.CLICK)
             if not token.url.lower().startswith(("https://", "http://")):
                 raise TokenError("not an http(s) target")  # we never sign one; never follow one
         except TokenError:
-            self._bad.inc()
-            await send(_NOT_FOUND_START)
-            await send(_NOT_FOUND_BODY if scope["method"] != "HEAD" else _HEAD_BODY)
-            return
-        if scope["method"] == "HEAD":
-            self._head.inc()  # link checkers and prefetchers: answered, not counted
+            tally.request("click", "invalid")
+            return NOT_FOUND_REPLY
+        if method == "HEAD":
+            tally.request("click", "head")
         else:
-            self.hits.record("click", token, scope)
-            self._ok.inc()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 302,
-                "headers": [
-                    (b"location", quote(token.url, safe=_URL_SAFE).encode("ascii")),
-                    (b"content-length", b"0"),
-                    _NO_STORE,
-                    (b"referrer-policy", b"no-referrer"),
-                ],
-            }
-        )
-        await send(_HEAD_BODY)
+            self.hits.record("click", token, headers, client)
+            tally.request("click", "recorded")
+        return redirect(token.url)
 
 
 class TrackerApp:
-    """The ASGI app: hot paths first, everything else through Starlette."""
+    """The ASGI app: hot paths first, everything else through Starlette. `hot` is the same
+    decision for servers that answer the hot paths without ASGI (`tracker.fastlane`)."""
 
     def __init__(self, hits: Hits, pages: Starlette) -> None:
+        self.hits = hits
         self.open = OpenPixel(hits)
         self.click = ClickRedirect(hits)
         self.pages = pages
 
+    def hot(
+        self, method: str, path: str, headers: Headers, client: tuple[str, int] | None
+    ) -> Reply | None:
+        """The reply of a pixel or redirect request; None for anything else."""
+        if method not in ("GET", "HEAD"):
+            return None
+        if path.startswith("/o/"):
+            return self.open.reply(method, path, headers, client)
+        if path.startswith("/c/"):
+            return self.click.reply(method, path, headers, client)
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            path = scope["path"]
-            if path.startswith("/o/"):
-                return await self.open(scope, receive, send)
-            if path.startswith("/c/"):
-                return await self.click(scope, receive, send)
+        if scope["type"] == "http":
+            reply = self.hot(scope["method"], scope["path"], scope["headers"], scope.get("client"))
+            if reply is not None:
+                return await reply.send(send, scope["method"] == "HEAD")
         await self.pages(scope, receive, send)
 
 
@@ -347,7 +429,7 @@ class Pages:
         scope = "all" if form.get("scope") == "all" else "list"
         list_id = token.list_id if scope == "list" else unsubscriptions.ALL_LISTS
         address = await self._address(token)
-        user_agent, ip, _ = self.hits.request_info(request.scope)
+        user_agent, ip, _ = self.hits.request_info(request.scope["headers"], request.client)
         try:
             await unsubscriptions.unsubscribe(
                 self.db,
@@ -372,8 +454,8 @@ class Pages:
                 sent_at=token.sent_at,
             )
         )
-        metrics.EVENTS.labels("unsubscribe", "false").inc()
-        metrics.REQUESTS.labels("unsubscribe", "one-click" if one_click else "page").inc()
+        self.hits.tally.event("unsubscribe", None)
+        self.hits.tally.request("unsubscribe", "one-click" if one_click else "page")
         if one_click:  # RFC 8058 §3.2: the POST itself is the whole interaction
             return PlainTextResponse("Unsubscribed.\n", headers={"Cache-Control": "no-store"})
         what = "this list" if list_id else "all our lists"

@@ -23,7 +23,7 @@ _KINDS = frozenset({"open", "click"})
 _RULE_KEYS = frozenset(
     {"reason", "kinds", "user_agent", "user_agent_is", "networks", "headers", "within_seconds"}
 )
-_UA_CACHE_MAX = 4096
+_CACHE_MAX = 65536  # entries per cache; cleared when full
 
 
 class RulesError(ValueError):
@@ -60,31 +60,23 @@ class Rule:
             return False
         return self.user_agent is None or self.user_agent.search(user_agent) is not None
 
-    def matches(self, request: Request, address: ipaddress._BaseAddress | None) -> bool:
-        if request.kind not in self.kinds or not self.matches_user_agent(request.user_agent):
-            return False
-        if self.networks and (address is None or not any(address in n for n in self.networks)):
-            return False
-        for name, pattern in self.headers:
-            value = request.headers.get(name)
-            if value is None or not pattern.search(value):
-                return False
-        if self.within_seconds is not None:
-            since = request.seconds_since_sent
-            if since is None or since > self.within_seconds:
-                return False
-        return True
-
 
 class MachineRules:
-    """An ordered list of rules; the first that matches gives the reason."""
+    """An ordered list of rules; the first that matches gives the reason.
+
+    `classify` runs on every pixel and click request, so what can be cached is: per
+    (kind, User-Agent), the first rule decided by the User-Agent alone and the other rules
+    whose User-Agent condition holds; per client address, the rules whose networks contain it.
+    What is left per request is a few integer and dictionary checks.
+    """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        self._ua_cache: dict[tuple[str, str], int] = {}
-        # Header rules are rare and cheap to skip: only requests carrying one of these headers
-        # need them checked.
+        self._conditional = [i for i, r in enumerate(rules) if not r.depends_on_user_agent_only]
+        self._network_rules = [i for i, r in enumerate(rules) if r.networks]
         self._header_names = frozenset(name for r in rules for name, _ in r.headers)
+        self._ua_cache: dict[tuple[str, str], tuple[int, frozenset[int]]] = {}
+        self._ip_cache: dict[str | None, frozenset[int]] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MachineRules:
@@ -105,25 +97,44 @@ class MachineRules:
 
     def classify(self, request: Request) -> str | None:
         """The reason this request is a machine's, or None for a (presumed) person."""
-        first_ua_match = self._first_user_agent_match(request.kind, request.user_agent)
-        address = _address(request.ip)
-        for index, rule in enumerate(self.rules):
-            if index == first_ua_match:
-                return rule.reason
-            if rule.depends_on_user_agent_only:
-                continue  # before the first User-Agent match: known not to match
-            if rule.headers and not self._header_names.intersection(request.headers):
+        first_ua_match, ua_passes = self._by_user_agent(request.kind, request.user_agent)
+        has_headers = not self._header_names.isdisjoint(request.headers)
+        in_networks: frozenset[int] | None = None
+        for index in self._conditional:
+            if index > first_ua_match:
+                break
+            if index not in ua_passes:
                 continue
-            if rule.matches(request, address):
-                return rule.reason
+            rule = self.rules[index]
+            if rule.headers:
+                if not has_headers:
+                    continue
+                if not all(
+                    (value := request.headers.get(name)) is not None and pattern.search(value)
+                    for name, pattern in rule.headers
+                ):
+                    continue
+            if rule.networks:
+                if in_networks is None:
+                    in_networks = self._by_address(request.ip)
+                if index not in in_networks:
+                    continue
+            if rule.within_seconds is not None:
+                since = request.seconds_since_sent
+                if since is None or since > rule.within_seconds:
+                    continue
+            return rule.reason
+        if first_ua_match < len(self.rules):
+            return self.rules[first_ua_match].reason
         return None
 
-    def _first_user_agent_match(self, kind: str, user_agent: str) -> int:
-        """Index of the first rule that depends on the User-Agent alone and matches it."""
+    def _by_user_agent(self, kind: str, user_agent: str) -> tuple[int, frozenset[int]]:
+        """The first rule decided by this User-Agent alone (len(rules) if none), and the
+        conditional rules for `kind` whose User-Agent condition it meets."""
         key = (kind, user_agent)
-        index = self._ua_cache.get(key)
-        if index is None:
-            index = next(
+        hit = self._ua_cache.get(key)
+        if hit is None:
+            first = next(
                 (
                     i
                     for i, rule in enumerate(self.rules)
@@ -133,10 +144,30 @@ class MachineRules:
                 ),
                 len(self.rules),
             )
-            if len(self._ua_cache) >= _UA_CACHE_MAX:
+            passes = frozenset(
+                i
+                for i in self._conditional
+                if kind in self.rules[i].kinds and self.rules[i].matches_user_agent(user_agent)
+            )
+            hit = (first, passes)
+            if len(self._ua_cache) >= _CACHE_MAX:
                 self._ua_cache.clear()
-            self._ua_cache[key] = index
-        return index
+            self._ua_cache[key] = hit
+        return hit
+
+    def _by_address(self, ip: str | None) -> frozenset[int]:
+        hit = self._ip_cache.get(ip)
+        if hit is None:
+            address = _address(ip)
+            hit = frozenset(
+                i
+                for i in self._network_rules
+                if address is not None and any(address in n for n in self.rules[i].networks)
+            )
+            if len(self._ip_cache) >= _CACHE_MAX:
+                self._ip_cache.clear()
+            self._ip_cache[ip] = hit
+        return hit
 
 
 def _address(ip: str | None) -> ipaddress._BaseAddress | None:

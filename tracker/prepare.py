@@ -175,7 +175,7 @@ class RecipientLinks:
             sent_at,
         )
         # Unsubscribing and viewing always need the recipient, whatever the tracking privacy.
-        self._personal = replace(self._base, recipient_id=recipient_id)
+        self._personal = self._base._replace(recipient_id=recipient_id)
 
     def pixel(self) -> str:
         return self.links.url("o", self.codec.make(self._base))
@@ -184,11 +184,11 @@ class RecipientLinks:
         target = with_utm(url, self.tracking.utm)
         if len(target.encode()) > MAX_URL:
             target = url
-        token = replace(self._base, kind=TokenKind.CLICK, link_index=index, url=target)
+        token = self._base._replace(kind=TokenKind.CLICK, link_index=index, url=target)
         return self.links.url("c", self.codec.make(token))
 
     def unsubscribe_token(self) -> str:
-        return self.codec.make(replace(self._personal, kind=TokenKind.UNSUBSCRIBE))
+        return self.codec.make(self._personal._replace(kind=TokenKind.UNSUBSCRIBE))
 
     def unsubscribe(self) -> str:
         return self.links.url("u", self.unsubscribe_token())
@@ -197,7 +197,7 @@ class RecipientLinks:
         return self.links.url("p", self.unsubscribe_token())
 
     def view(self) -> str:
-        return self.links.url("v", self.codec.make(replace(self._personal, kind=TokenKind.VIEW)))
+        return self.links.url("v", self.codec.make(self._personal._replace(kind=TokenKind.VIEW)))
 
     def placeholders(self, text: str) -> str:
         if "{{" not in text:

@@ -21,7 +21,7 @@ from mta import database
 from mta.config import Config, parse_hostport
 from mta.logs import setup_logging
 from mta.secret import server_secret
-from tracker.app import create_app
+from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
 from tracker.machine import MachineRules
 from tracker.prepare import DeliveryPreparer, Links, SubmissionPreparer
@@ -97,7 +97,7 @@ class TrackerServer:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
-                http=_http_protocol(),
+                http=_http_protocol(self.app),
                 backlog=BACKLOG,
                 timeout_keep_alive=30,
             )
@@ -119,12 +119,13 @@ class TrackerServer:
         await self.writer.stop(grace)
 
 
-def _http_protocol() -> str:
+def _http_protocol(app: TrackerApp) -> type | str:
+    """The fast lane on uvicorn's httptools protocol; plain h11 if httptools is missing."""
     try:
-        import httptools  # noqa: F401  (about twice h11's requests per second)
-    except ImportError:  # pragma: no cover - a dependency; h11 still works
+        from tracker.fastlane import protocol_for
+    except ImportError:  # pragma: no cover - httptools is a dependency
         return "h11"
-    return "httptools"
+    return protocol_for(app.hot)
 
 
 # --- spawned tracker processes --------------------------------------------------------------
