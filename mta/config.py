@@ -171,6 +171,23 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class TrackerConfig:
+    """Opens, clicks and unsubscribe (the `tracker` package); documented in the config files."""
+
+    listen: str | None = "127.0.0.1:8090"
+    base_url: str = "http://127.0.0.1:8090"
+    secret: str | None = None
+    previous_secret: str | None = None
+    processes: int = 1
+    trust_forwarded_for: bool = False
+    buffer_size: int = 100_000
+    batch_size: int = 500
+    flush_interval: float = 0.1
+    unsubscribe_mailto: bool = False
+    machine_rules: str | None = None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -188,6 +205,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -231,6 +249,7 @@ _SECTIONS = {
     "delivery": DeliveryConfig,
     "dns": DnsConfig,
     "log": LogConfig,
+    "tracker": TrackerConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -245,6 +264,7 @@ _DURATION_KEYS = {
     },
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
+    "tracker": {"flush_interval"},
 }
 
 
@@ -402,6 +422,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("bounce.domain: required")
     for name in ("listen",):
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
+    if config.tracker.processes < 1:
+        raise ConfigError("tracker.processes: must be at least 1")
+    if not config.tracker.base_url.startswith(("https://", "http://")):
+        raise ConfigError("tracker.base_url: must be an http(s):// URL")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 

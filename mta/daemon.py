@@ -76,6 +76,8 @@ def build_resolver(config: Config) -> Resolver:
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
+    from tracker.server import delivery_preparer
+
     engine = DeliveryEngine(
         config,
         db,
@@ -85,6 +87,7 @@ async def start_engine(
         node_name(config, index),
         share=share,
         listen_url=url,
+        preparer=delivery_preparer(config),
     )
     # Leases this node held before a crash are ours to take back now.
     await db.execute(
@@ -139,6 +142,7 @@ class Daemon:
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
+    tracker: object | None = None
     ready: bool = False
 
     async def start(self) -> None:
@@ -148,6 +152,7 @@ class Daemon:
         self.db = await database.open_pool(config)
         await tenants.sync_sending_domains(self.db, config)
         await self._start_intake()
+        await self._start_tracker()
         await self._start_delivery()
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
@@ -155,6 +160,7 @@ class Daemon:
     async def _start_intake(self) -> None:
         from mta.http_api import create_app
         from mta.smtp_server import SmtpListeners
+        from tracker.server import submission_preparer
 
         config, db = self.config, self.db
         assert db is not None
@@ -172,6 +178,7 @@ class Daemon:
             max_age=config.delivery.max_age,
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
+            prepare=submission_preparer(config, db),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         self.sampler_task = asyncio.create_task(self._sample_queue())
@@ -210,6 +217,29 @@ class Daemon:
             return False
         return all(p.is_alive() for p in self.processes)
 
+    async def _start_tracker(self) -> None:
+        """The tracker's own listener: in this process, or in `tracker.processes` processes."""
+        from tracker.server import TrackerServer, tracker_process_main
+
+        config = self.config
+        if not config.tracker.listen:
+            return
+        if config.tracker.processes == 1:
+            assert self.db is not None
+            self.tracker = TrackerServer(config, self.db)
+            await self.tracker.start()
+            return
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(config.tracker.processes):
+            process = ctx.Process(
+                target=tracker_process_main,
+                args=(config, index),
+                name=f"sendmill-tracker-{index}",
+                daemon=False,
+            )
+            process.start()
+            self.processes.append(process)
+
     async def _start_delivery(self) -> None:
         config, db = self.config, self.db
         assert db is not None
@@ -243,6 +273,8 @@ class Daemon:
                 await asyncio.wait_for(self.http_task, grace)
         for engine in self.engines:
             await engine.stop(grace)
+        if self.tracker is not None:
+            await self.tracker.stop(grace)
         for process in self.processes:
             if process.is_alive() and process.pid:
                 os.kill(process.pid, signal.SIGTERM)
