@@ -168,6 +168,23 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    """The control API (control/): its own listener, tokens, throttles and limits."""
+
+    listen: str | None = "127.0.0.1:8080"
+    # HS256 key for access tokens; absent: derived from the server secret.
+    jwt_secret: str | None = None
+    access_token_ttl: float = 900.0
+    refresh_token_ttl: float = 30 * 86400.0
+    login_max_failures: int = 5
+    login_lockout: float = 900.0
+    rate_limit: str = "1200/m"
+    rate_burst: int = 60
+    max_body_size: int = 1024 * 1024
+    max_import_size: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -185,6 +202,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -228,6 +246,7 @@ _SECTIONS = {
     "delivery": DeliveryConfig,
     "dns": DnsConfig,
     "log": LogConfig,
+    "control": ControlConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -242,6 +261,7 @@ _DURATION_KEYS = {
     },
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
+    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
 }
 
 
@@ -388,6 +408,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("bounce.domain: required")
     for name in ("listen",):
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
+    if config.control.listen is not None:
+        parse_hostport(config.control.listen, 8080, "control.listen")
+    _validate_rate(config.control.rate_limit, "control.rate_limit")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 
