@@ -85,13 +85,13 @@ class RequestContext:
             await send(message)
 
         length = headers.get(b"content-length")
-        if scope["method"] in _BODY_METHODS and length is not None:
-            if not length.isdigit() or int(length) > limit:
-                status, body, extra = error_body(BodyTooLarge(limit), request_id)
-                extra["Connection"] = "close"
-                response = ApiJSONResponse(body, status_code=status, headers=extra)
-                await response(scope, receive, send_with_id)
-                return
+        too_large = length is not None and (not length.isdigit() or int(length) > limit)
+        if scope["method"] in _BODY_METHODS and too_large:
+            status, body, extra = error_body(BodyTooLarge(limit), request_id)
+            extra["Connection"] = "close"
+            response = ApiJSONResponse(body, status_code=status, headers=extra)
+            await response(scope, receive, send_with_id)
+            return
         received = 0
 
         async def limited_receive() -> Message:

@@ -16,6 +16,8 @@ import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from control import campaign_status as cs
+
 log = logging.getLogger("sendmill.control")
 
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -156,6 +158,9 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
     """The one mapping from an exception to (status, body, headers)."""
     if isinstance(exc, ControlError):
         return exc.status, _body(exc.error_code, exc.message, exc.details), exc.headers
+    mapped = _campaign_rule(exc)
+    if mapped is not None:
+        return mapped[0], mapped[1], {}
     if isinstance(exc, asyncpg.UniqueViolationError):
         field = UNIQUE_FIELDS.get(exc.constraint_name or "", "")
         message = f"{field} is already in use" if field else "the record already exists"
@@ -183,6 +188,31 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
 
 
 _STATUSES = frozenset(s.value for s in HTTPStatus)
+
+
+def _campaign_rule(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
+    """The campaign rules' exceptions (control/campaign_status.py, pure code) as responses."""
+    message = str(exc)
+    if isinstance(exc, cs.TransitionNotAllowed):
+        details = {"current": exc.current, "target": exc.target, "allowed": list(exc.allowed)}
+        return 409, _body("invalid_transition", message, details)
+    if isinstance(exc, cs.ApprovalRequired):
+        details = {"approval_status": exc.status, "rejection_reason": exc.rejection_reason}
+        return 409, _body("approval_required", message, details)
+    if isinstance(exc, cs.SelfApprovalRefused):
+        return 403, _body("self_approval", message, {})
+    if isinstance(exc, cs.ApprovalPermissionDenied):
+        return 403, _body("permission_denied", message, {"permission": "campaigns:approve"})
+    if isinstance(exc, cs.NotPendingApproval):
+        return 409, _body("not_pending_approval", message, {"approval_status": exc.status})
+    if isinstance(exc, cs.RejectionReasonMissing):
+        return 422, _body("validation_failed", message, {"fields": {"reason": message}})
+    if isinstance(exc, cs.ScheduleRejected):
+        problems = [{"code": p.code, "message": p.message, **p.details} for p in exc.problems]
+        return 422, _body("schedule_rejected", message, {"problems": problems})
+    if isinstance(exc, cs.SettingsError):
+        return 422, _body("invalid_settings", message, {})
+    return None
 
 
 def _body(code: str, message: str, details: Mapping[str, Any]) -> dict[str, Any]:

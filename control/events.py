@@ -72,7 +72,9 @@ class EventHub:
                     del self._subscribers[company_id]
 
 
-async def publish(db: asyncpg.Pool | asyncpg.Connection, company_id: int, event: str, data: Any) -> None:
+async def publish(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, event: str, data: Any
+) -> None:
     """Publish from outside an API request (the campaign engine, tests)."""
     from control.responses import dumps
 

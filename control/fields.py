@@ -35,7 +35,9 @@ _JSON_TYPES = {
     "array": {"type": "array"},
 }
 # RFC 5321 limits: 64 octets of local part, 254 in all (RFC 3696 erratum 1690).
-_EMAIL = re.compile(r"^[^@\s\"(),:;<>\[\\\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_EMAIL = re.compile(
+    r"^[^@\s\"(),:;<>\[\\\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ and a self-contained interactive docs page at /api/docs that reads it."""
 from __future__ import annotations
 
 import re
+from importlib import resources
 from typing import Any
 
 from control.routing import PAGE, PAGE_SIZE, Endpoint
@@ -134,56 +135,4 @@ def document(endpoints: list[Endpoint]) -> dict[str, Any]:
     }
 
 
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sendmill control API</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:12px 20px;display:flex;gap:12px;align-items:center}
-header input{flex:1;padding:6px;font:inherit}
-main{max-width:1100px;margin:0 auto;padding:12px 20px}
-details{border:1px solid #d6dae3;border-radius:6px;margin:6px 0;padding:6px 10px}
-summary{cursor:pointer}
-.m{display:inline-block;width:64px;font-weight:700}
-.GET{color:#1a7f37}.POST{color:#0969da}.PUT,.PATCH{color:#9a6700}.DELETE{color:#cf222e}
-textarea{width:100%;font:12px monospace;min-height:90px}
-pre{background:#f4f6fa;padding:8px;overflow:auto;max-height:400px}
-label{display:block;margin:4px 0}
-</style></head><body>
-<header><b>Sendmill control API</b>
-<input id="token" placeholder="Bearer token (access token or API key)"></header>
-<main id="ops">Loading /api/openapi.json...</main>
-<script>
-const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
-fetch("/api/openapi.json").then(r => r.json()).then(doc => {
-  const ops = document.getElementById("ops"); ops.innerHTML = "";
-  for (const [path, methods] of Object.entries(doc.paths)) {
-    for (const [method, op] of Object.entries(methods)) {
-      const M = method.toUpperCase(), d = document.createElement("details");
-      const params = (op.parameters || []).map(p =>
-        `<label>${esc(p.name)} (${p.in}) <input data-in="${p.in}" name="${esc(p.name)}"></label>`).join("");
-      const body = op.requestBody ? `<label>body <textarea>{}</textarea></label>` : "";
-      d.innerHTML = `<summary><span class="m ${M}">${M}</span> ${esc(path)} — ${esc(op.summary || "")}</summary>
-        <p>${esc(op.description || "")}</p>${params}${body}<button>Send</button><pre></pre>`;
-      d.querySelector("button").onclick = async () => {
-        let url = path; const q = new URLSearchParams();
-        d.querySelectorAll("input[data-in]").forEach(i => {
-          if (!i.value) return;
-          if (i.dataset.in === "path") url = url.replace("{" + i.name + "}", encodeURIComponent(i.value));
-          else q.set(i.name, i.value);
-        });
-        const headers = {"Content-Type": "application/json"};
-        const t = document.getElementById("token").value.trim();
-        if (t) headers.Authorization = "Bearer " + t;
-        const ta = d.querySelector("textarea");
-        const r = await fetch(url + (q.toString() ? "?" + q : ""), {method: M, headers,
-          body: ta ? ta.value : undefined});
-        d.querySelector("pre").textContent = r.status + "\\n" + await r.text();
-      };
-      ops.appendChild(d);
-    }
-  }
-});
-</script></body></html>
-"""
+DOCS_PAGE = (resources.files("control") / "docs.html").read_text()

@@ -38,11 +38,18 @@ class ResourceSpec:
     filters: tuple[Field, ...] = ()
     title: str = ""
     # async hooks, each (call, ...) -> None; may raise ControlError subclasses
+    before_list: Hook = _no_hook  # (call)
     before_create: Hook = _no_hook  # (call, data)
     before_update: Hook = _no_hook  # (call, data, current)
     before_delete: Hook = _no_hook  # (call, current)
     after_write: Hook = _no_hook  # (call, action, row)
     serialize: Callable[[Call, Any], dict[str, Any]] | None = None
+    # what the audit log keeps of a row; contacts keep no personal data there, since the
+    # append-only log could not honour an erasure
+    audit_view: Callable[[Any], dict[str, Any]] | None = None
+
+    def audited(self, call: Call, row: Any) -> dict[str, Any]:
+        return self.audit_view(row) if self.audit_view is not None else self.out(call, row)
 
     def out(self, call: Call, row: Any) -> dict[str, Any]:
         if self.serialize is not None:
@@ -56,6 +63,7 @@ def register(api: Api, spec: ResourceSpec) -> None:
     item = spec.path + "{id}/"
 
     async def list_items(call: Call) -> Page:
+        await spec.before_list(call)
         limit, offset = call.limit_offset
         values = [call.query[f.name] for f in spec.filters]
         rows = await call.db.fetch(SQL[f"list-{spec.sql}"], call.company_id, *values, limit, offset)
@@ -72,11 +80,9 @@ def register(api: Api, spec: ResourceSpec) -> None:
     async def create_item(call: Call) -> dict[str, Any]:
         data = dict(call.body or {})
         await spec.before_create(call, data)
-        row = await call.db.fetchrow(
-            SQL[f"insert-{spec.sql}"], call.company_id, call.user_id, data
-        )
+        row = await call.db.fetchrow(SQL[f"insert-{spec.sql}"], call.company_id, call.user_id, data)
         result = spec.out(call, row)
-        call.audit(f"{spec.name}.create", spec.name, row["id"], None, result)
+        call.audit(f"{spec.name}.create", spec.name, row["id"], None, spec.audited(call, row))
         await spec.after_write(call, "create", row)
         return result
 
@@ -90,7 +96,13 @@ def register(api: Api, spec: ResourceSpec) -> None:
             SQL[f"update-{spec.sql}"], call.ids["id"], call.company_id, call.user_id, data
         )
         result = spec.out(call, row)
-        call.audit(f"{spec.name}.update", spec.name, row["id"], spec.out(call, current), result)
+        call.audit(
+            f"{spec.name}.update",
+            spec.name,
+            row["id"],
+            spec.audited(call, current),
+            spec.audited(call, row),
+        )
         await spec.after_write(call, "update", row)
         return result
 
@@ -100,7 +112,7 @@ def register(api: Api, spec: ResourceSpec) -> None:
             raise NotFound(title)
         await spec.before_delete(call, current)
         row = await call.db.fetchrow(SQL[f"delete-{spec.sql}"], call.ids["id"], call.company_id)
-        call.audit(f"{spec.name}.delete", spec.name, row["id"], spec.out(call, current), None)
+        call.audit(f"{spec.name}.delete", spec.name, row["id"], spec.audited(call, current), None)
         await spec.after_write(call, "delete", row)
 
     for fn, verb in (
@@ -113,26 +125,49 @@ def register(api: Api, spec: ResourceSpec) -> None:
         fn.__name__ = f"{verb}_{spec.name}"
     perm = spec.perm
     api.add(
-        "GET", spec.path, f"List {title}s", spec.tag,
-        permission=permission(perm, Action.READ), query=spec.filters, response=spec.schema,
+        "GET",
+        spec.path,
+        f"List {title}s",
+        spec.tag,
+        permission=permission(perm, Action.READ),
+        query=spec.filters,
+        response=spec.schema,
         paginated=True,
     )(list_items)
     api.add(
-        "POST", spec.path, f"Create a {title}", spec.tag,
-        permission=permission(perm, Action.CREATE), body=spec.schema, response=spec.schema,
+        "POST",
+        spec.path,
+        f"Create a {title}",
+        spec.tag,
+        permission=permission(perm, Action.CREATE),
+        body=spec.schema,
+        response=spec.schema,
         status=201,
     )(create_item)
     api.add(
-        "GET", item, f"Get a {title}", spec.tag,
-        permission=permission(perm, Action.READ), response=spec.schema,
+        "GET",
+        item,
+        f"Get a {title}",
+        spec.tag,
+        permission=permission(perm, Action.READ),
+        response=spec.schema,
     )(get_item)
     for method in ("PUT", "PATCH"):
         api.add(
-            method, item, f"Update a {title} (only the fields given change)", spec.tag,
-            permission=permission(perm, Action.UPDATE), body=spec.schema, partial=True,
+            method,
+            item,
+            f"Update a {title} (only the fields given change)",
+            spec.tag,
+            permission=permission(perm, Action.UPDATE),
+            body=spec.schema,
+            partial=True,
             response=spec.schema,
         )(update_item)
     api.add(
-        "DELETE", item, f"Delete a {title} (soft: history is kept)", spec.tag,
-        permission=permission(perm, Action.DELETE), status=204,
+        "DELETE",
+        item,
+        f"Delete a {title} (soft: history is kept)",
+        spec.tag,
+        permission=permission(perm, Action.DELETE),
+        status=204,
     )(delete_item)

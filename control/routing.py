@@ -261,7 +261,8 @@ async def _record(conn: asyncpg.Connection, call: Call) -> None:
         await conn.execute(
             SQL["insert-audit"],
             company_id,
-            entry.user_id or (principal.user_id if principal and not principal.api_key_id else None),
+            entry.user_id
+            or (principal.user_id if principal and not principal.api_key_id else None),
             principal.api_key_id if principal else None,
             entry.action,
             entry.resource,

@@ -26,7 +26,9 @@ async def events_socket(websocket: WebSocket) -> None:
     header = websocket.headers.get("authorization")
     token = websocket.query_params.get("access_token")
     try:
-        principal = await services.auth.authenticate(header or (f"Bearer {token}" if token else None))
+        principal = await services.auth.authenticate(
+            header or (f"Bearer {token}" if token else None)
+        )
     except ControlError:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="invalid or missing access token")
         return
@@ -40,7 +42,9 @@ async def events_socket(websocket: WebSocket) -> None:
         try:
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if getter in done:
                     await websocket.send_text(dumps(getter.result()).decode())
                 else:

@@ -173,6 +173,8 @@ CREATE TABLE contacts (
     consent_ip      inet,
     opt_in_state    opt_in_state NOT NULL DEFAULT 'none',
     confirmed_at    timestamptz,
+    created_by_user_id  bigint,                 -- NULL when created by an API key or import
+    updated_by_user_id  bigint,
     is_deleted      boolean NOT NULL DEFAULT false,
     deleted_at      timestamptz,
     erased_at       timestamptz,                    -- personal data removed (GDPR Art. 17)

@@ -111,3 +111,7 @@ SELECT count(*) AS campaigns,
 FROM email_campaigns
 WHERE company_id = $1 AND NOT is_deleted AND sent_date IS NOT NULL
   AND ($2::timestamptz IS NULL OR sent_date >= $2);
+
+-- name: mark-approval-pending
+-- Campaign $1 needs approval after all (its audience grew past the company's threshold).
+UPDATE email_campaigns SET approval_status = 'pending' WHERE id = $1;

@@ -25,3 +25,11 @@ WHERE company_id = $1;
 INSERT INTO company_profiles AS p (company_id, campaign_seq) VALUES ($1, 1)
 ON CONFLICT (company_id) DO UPDATE SET campaign_seq = p.campaign_seq + 1
 RETURNING code_prefix, campaign_seq;
+
+-- name: company-settings
+-- Company $1's shared settings document (`companies.settings`; {} when absent).
+SELECT coalesce(to_jsonb(c) -> 'settings', '{}'::jsonb) FROM companies c WHERE c.id = $1;
+
+-- name: merge-company-settings
+-- Replaces the top-level sections given in jsonb $2 of company $1's settings document.
+UPDATE companies SET settings = settings || $2::jsonb WHERE id = $1;
