@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control import openapi, websocket
-from control.auth import Authenticator
+from control.auth import Authenticator, password_hasher
 from control.errors import BodyTooLarge, error_body
 from control.events import EventHub
 from control.ratelimit import RateLimiter
@@ -121,6 +121,7 @@ def create_app(db: asyncpg.Pool, config: Config, server_secret: bytes) -> Starle
         refresh_ttl=control.refresh_token_ttl,
         max_failures=control.login_max_failures,
         lockout=control.login_lockout,
+        hasher=password_hasher(control.password_time_cost, control.password_memory_kib),
     )
     services = Services(
         db=db,

@@ -49,20 +49,24 @@ JWT_ISSUER = "sendmill-control"
 # logging in normally is not locked out, a password-spraying host is.
 IP_FAILURE_FACTOR = 4
 
-_hasher = argon2.PasswordHasher()
-# Verified against when the login name is unknown, so the answer takes as long either way.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+DEFAULT_HASHER = argon2.PasswordHasher()  # RFC 9106 low-memory profile: t=3, m=64 MiB
 
 
-async def hash_password(password: str) -> str:
+def password_hasher(time_cost: int = 3, memory_kib: int = 65536) -> argon2.PasswordHasher:
+    return argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+async def hash_password(password: str, hasher: argon2.PasswordHasher = DEFAULT_HASHER) -> str:
     """argon2id hash of `password` (in a thread: it costs tens of milliseconds on purpose)."""
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(hasher.hash, password)
 
 
-async def verify_password(password_hash: str, password: str) -> bool:
+async def verify_password(
+    password_hash: str, password: str, hasher: argon2.PasswordHasher = DEFAULT_HASHER
+) -> bool:
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash, password)
+            return hasher.verify(password_hash, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
 
@@ -119,8 +123,12 @@ class Authenticator:
         refresh_ttl: float = 30 * 86400.0,
         max_failures: int = 5,
         lockout: float = 900.0,
+        hasher: argon2.PasswordHasher = DEFAULT_HASHER,
     ) -> None:
         self._db = db
+        self.hasher = hasher
+        # Verified against when the login name is unknown, so the answer takes as long.
+        self._dummy_hash = hasher.hash(secrets.token_hex(16))
         self._secret = jwt_secret
         self._access_ttl = int(access_ttl)
         self._refresh_ttl = refresh_ttl
@@ -135,7 +143,8 @@ class Authenticator:
         keys = [f"user:{email.strip().lower()}"] + ([f"ip:{ip}"] if ip else [])
         await self._check_throttle(keys)
         user = await self._db.fetchrow(SQL["user-for-login"], email.strip())
-        ok = await verify_password(user["password_hash"] if user else _DUMMY_HASH, password)
+        stored = user["password_hash"] if user else self._dummy_hash
+        ok = await verify_password(stored, password, self.hasher)
         if not user or not ok or not user["is_active"]:
             await self._db.execute(SQL["record-login-failure"], keys, self._lockout)
             raise Unauthorized("wrong email or password", reason="invalid_credentials")
@@ -148,8 +157,8 @@ class Authenticator:
                 raise Unauthorized("wrong TOTP code", reason="invalid_totp")
             mfa = True
         await self._db.execute(SQL["clear-login-failures"], keys[0])
-        if _hasher.check_needs_rehash(user["password_hash"]):
-            new_hash = await hash_password(password)
+        if self.hasher.check_needs_rehash(user["password_hash"]):
+            new_hash = await hash_password(password, self.hasher)
             await self._db.execute(SQL["update-password-hash"], user["id"], new_hash)
         session_id = uuid.uuid4()
         async with self._db.acquire() as conn, conn.transaction():

@@ -22,14 +22,16 @@ from control.permissions import ROLES
 AddConfig = Callable[[argparse.ArgumentParser], None]
 
 
-async def _run(config_path: str | None, work: Callable[[Any], Any]) -> Any:
+async def _run(config_path: str | None, work: Callable[[Any, Any], Any]) -> Any:
+    from control.auth import password_hasher
     from mta import database
     from mta.config import load_config
 
     config = load_config(config_path)
+    hasher = password_hasher(config.control.password_time_cost, config.control.password_memory_kib)
     pool = await database.open_pool(config, size=2)
     try:
-        return await work(pool)
+        return await work(pool, hasher)
     finally:
         await pool.close()
 
@@ -48,10 +50,16 @@ async def create_company(db: Any, name: str, code_prefix: str | None = None) -> 
 
 
 async def create_user(
-    db: Any, company: str, email: str, role: str, password: str, full_name: str = ""
+    db: Any,
+    company: str,
+    email: str,
+    role: str,
+    password: str,
+    full_name: str = "",
+    hasher: Any = None,
 ) -> int:
     """A user of company `company` (which must exist); returns the user id."""
-    from control.auth import check_password_strength, hash_password
+    from control.auth import DEFAULT_HASHER, check_password_strength, hash_password
     from control.fields import Field
     from mta.queries import Queries
 
@@ -68,14 +76,14 @@ async def create_user(
         email,
         full_name,
         role,
-        await hash_password(password),
+        await hash_password(password, hasher or DEFAULT_HASHER),
     )
     return row["id"]
 
 
 def cmd_create_company(args: argparse.Namespace) -> int:
     company_id = asyncio.run(
-        _run(args.config, lambda db: create_company(db, args.name, args.code_prefix))
+        _run(args.config, lambda db, _: create_company(db, args.name, args.code_prefix))
     )
     print(f"company {args.name} has id {company_id}")
     return 0
@@ -91,7 +99,9 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         user_id = asyncio.run(
             _run(
                 args.config,
-                lambda db: create_user(db, args.company, args.email, role, password, args.name),
+                lambda db, hasher: create_user(
+                    db, args.company, args.email, role, password, args.name, hasher
+                ),
             )
         )
     except (ValueError, ValidationFailed) as exc:

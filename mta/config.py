@@ -176,6 +176,9 @@ class ControlConfig:
     jwt_secret: str | None = None
     access_token_ttl: float = 900.0
     refresh_token_ttl: float = 30 * 86400.0
+    # argon2id cost (RFC 9106): iterations and memory per password hash
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
     login_max_failures: int = 5
     login_lockout: float = 900.0
     rate_limit: str = "1200/m"

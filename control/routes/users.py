@@ -107,7 +107,10 @@ async def create_user(call: Call) -> dict[str, Any]:
     password = data.pop("password")
     check_password_strength(password)
     row = await call.db.fetchrow(
-        SQL["insert-user-record"], call.company_id, data, await hash_password(password)
+        SQL["insert-user-record"],
+        call.company_id,
+        data,
+        await hash_password(password, call.services.auth.hasher),
     )
     call.audit("user.create", "user", row["id"], None, out(row))
     return out(row)
@@ -143,7 +146,10 @@ async def update_user(call: Call) -> dict[str, Any]:
     if password is not None:
         check_password_strength(password)
         await call.db.execute(
-            SQL["set-password"], current["id"], call.company_id, await hash_password(password)
+            SQL["set-password"],
+            current["id"],
+            call.company_id,
+            await hash_password(password, call.services.auth.hasher),
         )
     changed_access = (
         password is not None

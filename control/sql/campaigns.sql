@@ -29,7 +29,7 @@ INSERT INTO email_campaigns
      campaign_code, subject_line, preheader_text, campaign_type, email_template_id,
      sender_profile_id, approval_status, scheduled_send_date, target_list_id,
      segment_criteria, suppression_list_id)
-SELECT $1, $2, $2, r.campaign_id, r.campaign_name, r.campaign_code, r.subject_line,
+SELECT $1, $2::bigint, $2::bigint, r.campaign_id, r.campaign_name, r.campaign_code, r.subject_line,
        r.preheader_text, r.campaign_type, r.email_template_id, r.sender_profile_id,
        coalesce(r.approval_status, 'not_required'), r.scheduled_send_date, r.target_list_id,
        coalesce(r.segment_criteria, '{}'), r.suppression_list_id
@@ -49,7 +49,7 @@ UPDATE email_campaigns t SET
             r.campaign_type, r.email_template_id, r.sender_profile_id, r.campaign_status,
             r.approval_status, r.rejection_reason, r.approved_by_user_id, r.approved_at,
             r.scheduled_send_date, r.sent_date, r.target_list_id, r.segment_criteria,
-            r.suppression_list_id, r.total_recipients, $3, now()
+            r.suppression_list_id, r.total_recipients, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
 RETURNING t.*;

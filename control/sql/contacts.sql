@@ -26,7 +26,7 @@ INSERT INTO contacts
 SELECT $1, lower(r.email), r.first_name, r.last_name, coalesce(r.attributes, '{}'),
        coalesce(r.consent_source, 'api'), coalesce(r.consent_at, now()), r.consent_ip,
        coalesce(r.opt_in_state, 'none'),
-       CASE WHEN r.opt_in_state = 'confirmed' THEN now() END, $2, $2
+       CASE WHEN r.opt_in_state = 'confirmed' THEN now() END, $2::bigint, $2::bigint
 FROM jsonb_populate_record(NULL::contacts, $3::jsonb) r
 RETURNING *;
 
@@ -39,7 +39,7 @@ UPDATE contacts t SET
             CASE WHEN r.opt_in_state = 'confirmed' AND t.opt_in_state <> 'confirmed' THEN now()
                  WHEN r.opt_in_state <> 'confirmed' THEN NULL
                  ELSE t.confirmed_at END,
-            $3, now()
+            $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted AND t.erased_at IS NULL
 RETURNING t.*;

@@ -38,7 +38,7 @@ FROM email_lists l WHERE id = $1 AND company_id = $2 AND NOT is_deleted FOR UPDA
 INSERT INTO email_lists
     (company_id, created_by_user_id, list_name, list_code, description, list_type, source_type,
      segment_criteria, is_active, is_public)
-SELECT $1, $2, r.list_name, r.list_code, r.description, r.list_type, r.source_type,
+SELECT $1, $2::bigint, r.list_name, r.list_code, r.description, r.list_type, r.source_type,
        coalesce(r.segment_criteria, '{}'), coalesce(r.is_active, true),
        coalesce(r.is_public, false)
 FROM jsonb_populate_record(NULL::email_lists, $3::jsonb) r
@@ -52,7 +52,7 @@ WITH u AS (
         (list_name, list_code, description, list_type, source_type, segment_criteria,
          is_active, is_public, updated_by_user_id, updated_at) =
         (SELECT r.list_name, r.list_code, r.description, r.list_type, r.source_type,
-                r.segment_criteria, r.is_active, r.is_public, $3, now()
+                r.segment_criteria, r.is_active, r.is_public, $3::bigint, now()
          FROM jsonb_populate_record(t, $4::jsonb) r)
     WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
     RETURNING t.*

@@ -15,14 +15,14 @@ SELECT * FROM sender_profiles WHERE id = $1 AND company_id = $2 AND NOT is_delet
 -- name: insert-sender
 INSERT INTO sender_profiles
     (company_id, created_by_user_id, profile_name, from_name, from_address, reply_to)
-SELECT $1, $2, r.profile_name, coalesce(r.from_name, ''), r.from_address, r.reply_to
+SELECT $1, $2::bigint, r.profile_name, coalesce(r.from_name, ''), r.from_address, r.reply_to
 FROM jsonb_populate_record(NULL::sender_profiles, $3::jsonb) r
 RETURNING *;
 
 -- name: update-sender
 UPDATE sender_profiles t SET
     (profile_name, from_name, from_address, reply_to, updated_by_user_id, updated_at) =
-    (SELECT r.profile_name, r.from_name, r.from_address, r.reply_to, $3, now()
+    (SELECT r.profile_name, r.from_name, r.from_address, r.reply_to, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
 RETURNING t.*;

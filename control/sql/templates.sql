@@ -22,7 +22,7 @@ INSERT INTO email_templates
     (company_id, created_by_user_id, updated_by_user_id, template_name, template_code,
      description, template_type, category, html_content, text_content, css_styles, mjml_source,
      template_variables, is_active, is_default)
-SELECT $1, $2, $2, r.template_name, r.template_code, r.description, r.template_type,
+SELECT $1, $2::bigint, $2::bigint, r.template_name, r.template_code, r.description, r.template_type,
        r.category, r.html_content, r.text_content, r.css_styles, r.mjml_source,
        coalesce(r.template_variables, '{}'), coalesce(r.is_active, true),
        coalesce(r.is_default, false)
@@ -37,7 +37,7 @@ UPDATE email_templates t SET
      updated_by_user_id, updated_at) =
     (SELECT r.template_name, r.template_code, r.description, r.template_type, r.category,
             r.html_content, r.text_content, r.css_styles, r.mjml_source, r.template_variables,
-            r.is_active, r.is_default, $3, now()
+            r.is_active, r.is_default, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
 RETURNING t.*;

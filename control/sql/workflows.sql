@@ -20,7 +20,7 @@ INSERT INTO email_workflows
     (company_id, created_by_user_id, updated_by_user_id, workflow_name, workflow_code,
      description, workflow_type, trigger_conditions, workflow_steps, trigger_timing,
      delay_settings, is_active, is_default)
-SELECT $1, $2, $2, r.workflow_name, r.workflow_code, r.description, r.workflow_type,
+SELECT $1, $2::bigint, $2::bigint, r.workflow_name, r.workflow_code, r.description, r.workflow_type,
        coalesce(r.trigger_conditions, '{}'), coalesce(r.workflow_steps, '[]'),
        r.trigger_timing, coalesce(r.delay_settings, '{}'), coalesce(r.is_active, true),
        coalesce(r.is_default, false)
@@ -34,7 +34,7 @@ UPDATE email_workflows t SET
      updated_at) =
     (SELECT r.workflow_name, r.workflow_code, r.description, r.workflow_type,
             r.trigger_conditions, r.workflow_steps, r.trigger_timing, r.delay_settings,
-            r.is_active, r.is_default, $3, now()
+            r.is_active, r.is_default, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
 RETURNING t.*;
