@@ -25,9 +25,9 @@ _CACHE_SECONDS = 30.0  # verified logins are remembered briefly: AUTH on every s
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    id: int
+    id: int | None  # None for a client on a trusted network (smtp.trusted_networks)
     company_id: int
-    kind: str  # smtp | api
+    kind: str  # smtp | api | network
 
 
 @dataclass(frozen=True, slots=True)

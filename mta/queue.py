@@ -61,6 +61,9 @@ class Submission:
     eight_bit: bool = False
     priority: int = 0  # 0 transactional, 1 bulk
     hold: bool = False
+    category: str = "transactional"  # or "marketing": honours unsubscriptions
+    campaign_id: int | None = None
+    list_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,9 @@ async def enqueue(
         submission.priority,
         max_age,
         "held" if submission.hold else "queued",
+        submission.category,
+        submission.campaign_id,
+        submission.list_id,
     )
     return [QueuedRecipient(r["id"], r["message_id"], r["recipient"], r["state"]) for r in rows]
 
@@ -165,11 +171,13 @@ async def fetch_messages(db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[in
     return {r["id"]: StoredMessage(**dict(r)) for r in rows}
 
 
-async def suppressed_among(
-    db: asyncpg.Pool | asyncpg.Connection, company_id: int, addresses: Sequence[str]
-) -> dict[str, str]:
-    rows = await db.fetch(SQL["suppressed-among"], company_id, [a.lower() for a in addresses])
-    return {r["address"]: r["reason"] for r in rows}
+async def blocked_recipients(
+    db: asyncpg.Pool | asyncpg.Connection, recipient_ids: Sequence[int]
+) -> dict[int, str]:
+    """Recipient rows that must not be contacted (suppressed, or unsubscribed marketing), with
+    the reason."""
+    rows = await db.fetch(SQL["blocked-recipients"], list(recipient_ids))
+    return {r["id"]: r["reason"] for r in rows}
 
 
 async def record_outcomes(

@@ -94,7 +94,8 @@ def received_header(hostname: str, session: Session, envelope: Envelope) -> byte
     if session.extended_smtp:
         protocol = "UTF8SMTP" if envelope.smtp_utf8 else "ESMTP"
         protocol += "S" if session.ssl is not None else ""
-        protocol += "A" if session.authenticated else ""
+        trusted = getattr(session, "sendmill_trusted_network", False)
+        protocol += "A" if session.authenticated and not trusted else ""
     return (
         f"Received: from {helo} ({_address_literal(session.peer)})\r\n"
         f"\tby {hostname} (Sendmill) with {protocol};\r\n"
@@ -133,6 +134,7 @@ class SubmissionHandler:
         verp: Verp,
         hostname: str,
         max_age: float,
+        trusted_networks: tuple[str, ...] = (),
     ) -> None:
         self.listener = listener
         self._db = db
@@ -140,6 +142,7 @@ class SubmissionHandler:
         self._verp = verp
         self._hostname = hostname
         self._max_age = max_age
+        self._trusted = [ipaddress.ip_network(n) for n in trusted_networks]
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, lines: list[str]
@@ -155,11 +158,27 @@ class SubmissionHandler:
     ) -> str:
         if not address.isprintable():  # control characters, NUL, undecodable bytes
             raise BadAddress()
-        if session.authenticated:
+        if self._on_trusted_network(session):
+            # No AUTH, but a host the operator trusts: the sender's domain names the company.
+            session.auth_data = await self._policy.trusted_network_sender(_sender(address))
+            session.authenticated = True
+            session.sendmill_trusted_network = True  # type: ignore[attr-defined]
+        elif session.authenticated:
             await self._policy.check_sender(session.auth_data, _sender(address))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return replies.S250_SENDER_OK
+
+    def _on_trusted_network(self, session: Session) -> bool:
+        if getattr(session, "sendmill_trusted_network", False):
+            return True
+        if session.authenticated or not self.listener.offers_auth or not self._trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(session.peer[0])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(ip in network for network in self._trusted)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -475,6 +494,7 @@ class SmtpListeners:
             self._verp,
             self._config.hostname,
             self._config.delivery.max_age,
+            self._config.smtp.trusted_networks,
         )
         loop = asyncio.get_running_loop()
         factory = functools.partial(self._protocol, handler, context, loop)

@@ -570,3 +570,39 @@ async def test_stopping_gives_up_on_a_stalled_transaction_after_the_grace(
     await asyncio.wait_for(intake.listeners.stop(grace=0.3), 5)
     assert len(intake.listeners.sessions) == 0
     assert await intake.db.fetchval("SELECT count(*) FROM inbound_messages") == 0
+
+
+async def test_a_trusted_network_submits_without_auth_but_only_from_its_sending_domains(
+    intake_factory: IntakeFactory,
+) -> None:
+    intake = await intake_factory(trusted_networks=["127.0.0.0/8"])
+    client = await intake.client()
+    try:
+        errors, _ = await client.sendmail(SENDER, ["x@dest.test"], MESSAGE)
+        assert not errors
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+            await client.sendmail("app@foreign.test", ["x@dest.test"], MESSAGE)
+        assert refused.value.code == 550 and "5.7.1" in refused.value.message
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as null_sender:
+            await client.sendmail("", ["x@dest.test"], MESSAGE)
+        assert null_sender.value.code == 550
+    finally:
+        await client.quit()
+    [row] = await intake.queued()
+    assert row["recipient"] == "x@dest.test" and row["mail_from"] == SENDER
+    company = await intake.db.fetchval("SELECT company_id FROM messages")
+    assert company == intake.company_id
+    assert b"with ESMTPS;" in row["body"]  # the trace does not claim an AUTH that did not happen
+
+
+async def test_outside_the_trusted_networks_an_unauthenticated_client_is_still_no_relay(
+    intake_factory: IntakeFactory,
+) -> None:
+    intake = await intake_factory(trusted_networks=["10.0.0.0/8"])
+    client = await intake.client()
+    try:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await client.sendmail(SENDER, ["x@dest.test"], MESSAGE)
+    finally:
+        await client.quit()
+    assert await intake.queued() == []

@@ -1,25 +1,36 @@
 -- name: enqueue-message
 -- Stores one message body and a row per envelope recipient, in one statement (one commit).
--- Recipients already suppressed for the company start as 'suppressed' and are never sent.
+-- Recipients already suppressed for the company start as 'suppressed' and are never sent; so do
+-- marketing recipients unsubscribed from all the company's lists or from the message's list.
 -- $1 company_id, $2 credential_id, $3 mail_from, $4 from_domain, $5 message_id header,
 -- $6 body, $7 smtputf8, $8 eight_bit, $9 recipients[], $10 domains[], $11 priority,
--- $12 max age (seconds), $13 initial state ('queued' or 'held')
+-- $12 max age (seconds), $13 initial state ('queued' or 'held'), $14 category,
+-- $15 campaign_id, $16 list_id
 -- Notifies channel sendmill_queue on commit so idle delivery nodes wake at once.
 WITH m AS (
     INSERT INTO messages (company_id, credential_id, mail_from, from_domain, message_id,
-                          body, size, smtputf8, eight_bit)
-    VALUES ($1, $2, $3, $4, $5, $6::bytea, octet_length($6::bytea), $7, $8)
+                          body, size, smtputf8, eight_bit, category, campaign_id, list_id)
+    VALUES ($1, $2, $3, $4, $5, $6::bytea, octet_length($6::bytea), $7, $8,
+            $14::message_category, $15, $16)
     RETURNING id
 )
 INSERT INTO recipients (message_id, company_id, recipient, domain, priority, state, expires_at,
                         last_reply)
 SELECT m.id, $1, r.recipient, r.domain, $11,
-       CASE WHEN s.address IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
+       CASE WHEN block.reason IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
        now() + make_interval(secs => $12),
-       CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
+       CASE WHEN block.reason IS NULL THEN NULL ELSE 'suppressed: ' || block.reason END
 FROM m, (SELECT pg_notify('sendmill_queue', '')) AS wake,
      unnest($9::text[], $10::text[]) WITH ORDINALITY AS r(recipient, domain, n)
-LEFT JOIN suppressions s ON s.company_id = $1 AND s.address = lower(r.recipient)
+LEFT JOIN LATERAL (
+    SELECT s.reason FROM suppressions s
+    WHERE s.company_id = $1 AND s.address = lower(r.recipient)
+    UNION ALL
+    SELECT 'unsubscribed' FROM unsubscriptions u
+    WHERE $14 = 'marketing' AND u.company_id = $1 AND u.address = lower(r.recipient)
+      AND u.list_id IN (0, coalesce($16, 0))
+    LIMIT 1
+) block ON true
 ORDER BY r.n
 RETURNING id, message_id, recipient, state::text;
 
@@ -81,10 +92,19 @@ SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight
 FROM messages
 WHERE id = ANY ($1::bigint[]);
 
--- name: suppressed-among
--- Which of the addresses $2 (lower-cased) company $1 has suppressed.
-SELECT address, reason FROM suppressions
-WHERE company_id = $1 AND address = ANY ($2::text[]);
+-- name: blocked-recipients
+-- Which of the recipient rows $1 must not be contacted, and why: the address is suppressed for
+-- the company, or the mail is marketing and the address left all lists or the message's list.
+SELECT r.id, coalesce(s.reason, 'unsubscribed') AS reason
+FROM recipients r
+JOIN messages m ON m.id = r.message_id
+LEFT JOIN suppressions s ON s.company_id = r.company_id AND s.address = lower(r.recipient)
+WHERE r.id = ANY ($1::bigint[])
+  AND (s.address IS NOT NULL
+       OR (m.category = 'marketing' AND EXISTS (
+               SELECT 1 FROM unsubscriptions u
+               WHERE u.company_id = r.company_id AND u.address = lower(r.recipient)
+                 AND u.list_id IN (0, coalesce(m.list_id, 0)))));
 
 -- name: record-outcomes
 -- Applies a batch of attempt outcomes and records each attempt. Only rows still leased by node
