@@ -8,7 +8,9 @@ WHERE c.company_id = $1 AND NOT c.is_deleted
                  lower($2)) > 0)
   AND ($3::bigint IS NULL OR EXISTS (
         SELECT 1 FROM list_members m
-        WHERE m.list_id = $3 AND m.contact_id = c.id AND m.state = 'subscribed'))
+        WHERE m.list_id = $3 AND m.contact_id = c.id AND m.state = 'subscribed'
+          AND NOT EXISTS (SELECT 1 FROM unsubscriptions u WHERE u.company_id = m.company_id
+                            AND u.address = c.email AND u.list_id IN (0, m.list_id))))
   AND ($4::opt_in_state IS NULL OR c.opt_in_state = $4)
 ORDER BY c.id DESC LIMIT $5 OFFSET $6;
 
@@ -55,20 +57,31 @@ SELECT EXISTS (SELECT 1 FROM erased_addresses
                WHERE company_id = $1 AND address_hash = sha256(convert_to(lower($2), 'UTF8')));
 
 -- name: contact-memberships
--- Contact $1's lists, with the effective state.
-SELECT m.list_id, l.list_code, l.list_name, m.state, m.subscribed_at, m.unsubscribed_at
-FROM list_members m JOIN email_lists l ON l.id = m.list_id
+-- Contact $1's lists (of company $2). `state` is the effective one: unsubscribed when the
+-- membership ended or the address unsubscribed through mail (mta's unsubscriptions).
+SELECT m.list_id, l.list_code, l.list_name,
+       CASE WHEN m.state = 'subscribed' AND NOT EXISTS (
+                SELECT 1 FROM unsubscriptions u WHERE u.company_id = m.company_id
+                  AND u.address = c.email AND u.list_id IN (0, m.list_id))
+            THEN 'subscribed' ELSE 'unsubscribed' END AS state,
+       m.subscribed_at, m.unsubscribed_at
+FROM list_members m JOIN email_lists l ON l.id = m.list_id JOIN contacts c ON c.id = m.contact_id
 WHERE m.contact_id = $1 AND m.company_id = $2
 ORDER BY m.list_id;
 
 -- name: list-members
--- Members of list $2 of company $1, with their membership state; $3 state filter; $4 limit,
+-- Members of list $2 of company $1 with their effective membership state (unsubscribed when
+-- the membership ended or the address unsubscribed through mail); $3 state filter; $4 limit,
 -- $5 offset.
-SELECT c.*, m.state AS membership_state, m.subscribed_at, m.unsubscribed_at,
+SELECT c.*, e.state AS membership_state, m.subscribed_at, m.unsubscribed_at,
        count(*) OVER () AS total
 FROM list_members m JOIN contacts c ON c.id = m.contact_id
+CROSS JOIN LATERAL (SELECT CASE WHEN m.state = 'subscribed' AND NOT EXISTS (
+        SELECT 1 FROM unsubscriptions u WHERE u.company_id = m.company_id
+          AND u.address = c.email AND u.list_id IN (0, m.list_id))
+    THEN 'subscribed' ELSE 'unsubscribed' END AS state) e
 WHERE m.list_id = $2 AND m.company_id = $1 AND NOT c.is_deleted
-  AND ($3::membership_state IS NULL OR m.state = $3)
+  AND ($3::text IS NULL OR e.state = $3)
 ORDER BY c.id LIMIT $4 OFFSET $5;
 
 -- name: add-members
@@ -115,16 +128,20 @@ WITH c AS (
 SELECT id, email FROM c;
 
 -- name: anonymise-recipients
--- The erased address $2 of company $1 replaced in the mail queue's history by placeholder $3,
--- and its plain-text suppression dropped (the hash in erased_addresses takes over).
+-- The erased address $2 of company $1 replaced in the mail queue's history by placeholder $3;
+-- its plain-text suppression and unsubscriptions dropped (the hash in erased_addresses takes
+-- over: the address is never mailed or imported again).
 WITH r AS (
     UPDATE recipients SET recipient = $3 WHERE company_id = $1 AND lower(recipient) = $2
+), u AS (
+    DELETE FROM unsubscriptions WHERE company_id = $1 AND address = $2
 )
 DELETE FROM suppressions WHERE company_id = $1 AND address = $2;
 
 -- name: contact-messages
 -- Mail the queue holds for address $2 of company $1 (the contact's message history).
-SELECT r.id, m.message_id, m.created_at, r.state::text AS state, r.finished_at, r.last_reply
+SELECT r.id, m.message_id, m.category::text AS category, m.campaign_id, m.list_id,
+       m.created_at, r.state::text AS state, r.finished_at, r.last_reply
 FROM recipients r JOIN messages m ON m.id = r.message_id
 WHERE r.company_id = $1 AND lower(r.recipient) = $2
 ORDER BY r.id DESC LIMIT 1000;

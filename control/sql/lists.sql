@@ -1,14 +1,22 @@
 -- name: list-list
 -- Company $1's lists filtered by $2 is_active, $3 list_type, $4 text in name/code; $5 limit,
--- $6 offset. Subscriber counts honour contacts' deletion and mta's unsubscriptions.
+-- $6 offset. Subscriber counts leave out deleted contacts and count as unsubscribed whoever
+-- unsubscribed through mail (mta's unsubscriptions, from this list or all lists).
 SELECT l.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count,
        count(*) OVER () AS total
 FROM email_lists l
 CROSS JOIN LATERAL (
     SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed') AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed') AS unsubscribed_count
-    FROM list_members m WHERE m.list_id = l.id
+           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
+               AS active_subscribers,
+           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
+               AS unsubscribed_count
+    FROM list_members m
+    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
+          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
+    WHERE m.list_id = l.id
 ) s
 WHERE l.company_id = $1 AND NOT l.is_deleted
   AND ($2::boolean IS NULL OR l.is_active = $2)
@@ -22,9 +30,16 @@ SELECT l.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count
 FROM email_lists l
 CROSS JOIN LATERAL (
     SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed') AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed') AS unsubscribed_count
-    FROM list_members m WHERE m.list_id = l.id
+           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
+               AS active_subscribers,
+           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
+               AS unsubscribed_count
+    FROM list_members m
+    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
+          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
+    WHERE m.list_id = l.id
 ) s
 WHERE l.id = $1 AND l.company_id = $2 AND NOT l.is_deleted;
 
@@ -47,7 +62,7 @@ RETURNING *, 0::bigint AS total_subscribers, 0::bigint AS active_subscribers,
 
 -- name: update-list
 -- Applies the fields of jsonb $4 to list $1 of company $2 by user $3.
-WITH u AS (
+WITH upd AS (
     UPDATE email_lists t SET
         (list_name, list_code, description, list_type, source_type, segment_criteria,
          is_active, is_public, updated_by_user_id, updated_at) =
@@ -57,12 +72,19 @@ WITH u AS (
     WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
     RETURNING t.*
 )
-SELECT u.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count
-FROM u CROSS JOIN LATERAL (
+SELECT upd.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count
+FROM upd CROSS JOIN LATERAL (
     SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed') AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed') AS unsubscribed_count
-    FROM list_members m WHERE m.list_id = u.id
+           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
+               AS active_subscribers,
+           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
+               AS unsubscribed_count
+    FROM list_members m
+    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
+          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
+    WHERE m.list_id = upd.id
 ) s;
 
 -- name: delete-list

@@ -28,7 +28,7 @@ RETURNING code_prefix, campaign_seq;
 
 -- name: company-settings
 -- Company $1's shared settings document (`companies.settings`; {} when absent).
-SELECT coalesce(to_jsonb(c) -> 'settings', '{}'::jsonb) FROM companies c WHERE c.id = $1;
+SELECT settings FROM companies WHERE id = $1;
 
 -- name: merge-company-settings
 -- Replaces the top-level sections given in jsonb $2 of company $1's settings document.
