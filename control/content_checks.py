@@ -33,12 +33,14 @@ loop. The checks, by id (`CheckId`):
   (warning). 1x1 spacers and pixels are exempt.
 - `html_size`: HTML over 102 KB is clipped by Gmail (warning); the tracking links added at send
   time make it larger still.
+- `encoding`: a field holds characters no email can carry (lone UTF-16 surrogates) (error).
 - `text_part`: no text part was written; one was generated from the HTML (warning, review it), or
   the HTML has no text to generate one from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import uuid
@@ -84,6 +86,7 @@ _UNSUBSCRIBE_WORDS = re.compile(
 _MEDIA_QUERY = re.compile(r"@media[^{]*\(\s*(?:max|min)-(?:device-)?width", re.IGNORECASE)
 _STYLE_WIDTH = re.compile(r"(?<![-\w])width\s*:\s*(\d+(?:\.\d+)?)\s*(px|%)?", re.IGNORECASE)
 _STYLE_MAX_WIDTH = re.compile(r"max-width\s*:", re.IGNORECASE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _PERCENT_WIDTH = re.compile(r"^\s*\d+(?:\.\d+)?\s*%\s*$")
 
 
@@ -101,6 +104,7 @@ class CheckId(enum.StrEnum):
     IMAGE_ALT = "image_alt"
     HTML_SIZE = "html_size"
     TEXT_PART = "text_part"
+    ENCODING = "encoding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,7 @@ async def check_content(
 ) -> ContentReport:
     """Run every check; spam scoring asks `spamd` when given, else (or if it fails) `rules`."""
     prepared = _prepare(content)
+    content = prepared.content
     spam_results: list[CheckResult] = []
     verdict: SpamVerdict | None = None
     if prepared.document is not None and spamd is not None:
@@ -182,7 +187,7 @@ async def check_content(
             result = await spamd.report(
                 spamd_message(content.subject, prepared.html, prepared.text, content.from_address)
             )
-        except SpamdError as exc:
+        except (SpamdError, ValueError) as exc:  # ValueError: a From address email refuses
             spam_results.append(
                 CheckResult(
                     CheckId.SPAM_SCORE,
@@ -198,12 +203,12 @@ async def check_content(
                 hits=tuple(SpamHit(r.name, r.score, r.description) for r in result.rules),
                 source="spamd",
             )
-    return _finish(content, prepared, verdict, rules, spam_results)
+    return _finish(prepared, verdict, rules, spam_results)
 
 
 def check_content_sync(content: EmailContent, *, rules: SpamRules | None = None) -> ContentReport:
     """Every check, with the built-in spam rules (no spamd, no event loop needed)."""
-    return _finish(content, _prepare(content), None, rules, [])
+    return _finish(_prepare(content), None, rules, [])
 
 
 def compile_mjml(source: str) -> tuple[str | None, list[str]]:
@@ -229,7 +234,7 @@ def spamd_message(subject: str, html: str, text: str, from_address: str) -> byte
     message = EmailMessage(policy=SMTP)
     message["From"] = from_address
     message["To"] = "recipient@sendmill.invalid"
-    message["Subject"] = subject
+    message["Subject"] = " ".join(subject.split())  # one line, whatever the author typed
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = f"<{uuid.uuid4().hex}@sendmill.invalid>"
     message["MIME-Version"] = "1.0"
@@ -243,6 +248,7 @@ def spamd_message(subject: str, html: str, text: str, from_address: str) -> byte
 
 @dataclass(slots=True)
 class _Prepared:
+    content: EmailContent  # with invalid characters replaced
     results: list[CheckResult]
     html: str
     text: str
@@ -252,7 +258,7 @@ class _Prepared:
 
 def _prepare(content: EmailContent) -> _Prepared:
     """Compile MJML, parse the HTML, generate the text part: everything before spam scoring."""
-    results: list[CheckResult] = []
+    content, results = _clean(content)
     html = content.html or ""
     if content.mjml is not None:
         compiled, errors = compile_mjml(content.mjml)
@@ -261,13 +267,13 @@ def _prepare(content: EmailContent) -> _Prepared:
                 CheckResult(CheckId.MJML_COMPILE, Severity.ERROR, f"MJML does not compile: {error}")
             )
         if compiled is None:
-            return _Prepared(results, "", content.text or "", False, None)
+            return _Prepared(content, results, "", content.text or "", False, None)
         html = compiled
     if not html.strip():
         results.append(
             CheckResult(CheckId.HTML_PARSE, Severity.ERROR, "the email has no HTML content")
         )
-        return _Prepared(results, html, content.text or "", False, None)
+        return _Prepared(content, results, html, content.text or "", False, None)
 
     document = parse_html(html)
     text = content.text or ""
@@ -281,17 +287,37 @@ def _prepare(content: EmailContent) -> _Prepared:
     results += _size_results(html)
     if generated:
         results.append(_generated_text_result(text))
-    return _Prepared(results, html, text, generated, document)
+    return _Prepared(content, results, html, text, generated, document)
+
+
+def _clean(content: EmailContent) -> tuple[EmailContent, list[CheckResult]]:
+    """Replace lone surrogates (JSON can carry "\\ud800"; no mail can) and report each field."""
+    results: list[CheckResult] = []
+    cleaned: dict[str, str] = {}
+    for name in ("subject", "html", "text", "mjml", "from_address"):
+        value = getattr(content, name)
+        if value is None or not (bad := _SURROGATE.search(value)):
+            continue
+        cleaned[name] = _SURROGATE.sub("\ufffd", value)
+        results.append(
+            CheckResult(
+                CheckId.ENCODING,
+                Severity.ERROR,
+                f"the {name.replace('_', ' ')} contains characters that are not valid Unicode "
+                f"(U+{ord(bad.group(0)):04X} at position {bad.start()}): fix the source",
+                {"field": name, "position": bad.start()},
+            )
+        )
+    return dataclasses.replace(content, **cleaned), results
 
 
 def _finish(
-    content: EmailContent,
     prepared: _Prepared,
     verdict: SpamVerdict | None,
     rules: SpamRules | None,
     spam_results: list[CheckResult],
 ) -> ContentReport:
-    document = prepared.document
+    content, document = prepared.content, prepared.document
     if document is not None and verdict is None:
         verdict = (rules or _default_rules()).evaluate(
             SpamInput(

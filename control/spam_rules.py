@@ -234,8 +234,12 @@ def _build_matcher(kind: str, spec: dict[str, Any]) -> Callable[[SpamInput], str
 
         return search
     if kind == "phrases":
-        if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
-            raise TypeError("phrases must be a list of non-empty strings")
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(p, str) and p for p in value)
+        ):
+            raise TypeError("phrases must be a non-empty list of non-empty strings")
         alternatives = "|".join(re.escape(p) for p in value)
         phrase = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
@@ -245,8 +249,12 @@ def _build_matcher(kind: str, spec: dict[str, Any]) -> Callable[[SpamInput], str
 
         return any_phrase
     if kind == "link_hosts":
-        if not isinstance(value, list) or not all(isinstance(h, str) and h for h in value):
-            raise TypeError("link_hosts must be a list of host names")
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(h, str) and h for h in value)
+        ):
+            raise TypeError("link_hosts must be a non-empty list of host names")
         hosts = tuple(h.lower() for h in value)
 
         def to_host(m: SpamInput) -> str | None:
