@@ -30,7 +30,8 @@ from control.events import EventHub
 from control.ratelimit import RateLimiter
 from control.responses import ApiJSONResponse
 from control.routes import ALL_APIS
-from mta.config import Config, ControlConfig
+from control.spamd import SpamdClient
+from mta.config import Config, ControlConfig, parse_hostport
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -45,6 +46,7 @@ class Services:
     auth: Authenticator
     limiter: RateLimiter
     hub: EventHub
+    spamd: SpamdClient | None = None
 
 
 def jwt_secret(config: Config, server_secret: bytes) -> bytes:
@@ -129,6 +131,9 @@ def create_app(db: asyncpg.Pool, config: Config, server_secret: bytes) -> Starle
         auth=auth,
         limiter=RateLimiter(control.rate_limit, control.rate_burst),
         hub=EventHub(db),
+        spamd=SpamdClient(*parse_hostport(control.spamd, 783, "control.spamd"))
+        if control.spamd
+        else None,
     )
     endpoints = [e for api in ALL_APIS for e in api.endpoints]
     document = openapi.document(endpoints)

@@ -109,6 +109,18 @@ class InvalidTransition(Conflict):
     error_code = "invalid_transition"
 
 
+class ContentRejected(ControlError):
+    """Content checks found errors (blueprint §6.2); `details` is the whole report."""
+
+    status = 422
+    error_code = "content_rejected"
+
+    def __init__(self, report: Any) -> None:
+        errors = report.errors
+        message = "; ".join(e.message for e in errors[:3]) or "content checks failed"
+        super().__init__(message, report.to_dict())
+
+
 class BodyTooLarge(ControlError):
     status = 413
     error_code = "body_too_large"

@@ -218,7 +218,7 @@ class EndpointRoute(Route):
             async with services.db.acquire() as conn, conn.transaction():
                 call.db = conn
                 result = await spec.handler(call)
-                await _record(conn, call)
+                await record(conn, call)
         return self._respond(result)
 
     def _respond(self, result: Any) -> Response:
@@ -252,7 +252,10 @@ async def _check_mfa(db: asyncpg.Pool, principal: Principal, action: str) -> Non
         )
 
 
-async def _record(conn: asyncpg.Connection, call: Call) -> None:
+async def record(conn: asyncpg.Connection, call: Call) -> None:
+    """Write `call`'s audit rows and events on `conn` (inside the caller's transaction).
+    The pipeline does it for every audited write; endpoints that run their own transactions
+    (streamed imports) call it themselves."""
     principal = call.principal
     for entry in call.audits:
         company_id = entry.company_id or (principal.company_id if principal else None)

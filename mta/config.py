@@ -188,6 +188,8 @@ class ControlConfig:
     rate_burst: int = 60
     max_body_size: int = 1024 * 1024
     max_import_size: int = 512 * 1024 * 1024
+    # SpamAssassin's spamd ("host:port") for content spam scores; absent: built-in rules.
+    spamd: str | None = None
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,7 @@ _PATH_KIND = {
     "sender-profiles": "sender",
     "users": "user",
     "api-keys": "api_key",
+    "imports": "import",
 }
 _BODIES = {
     "reject_campaign": {"reason": "no"},
@@ -261,6 +262,12 @@ async def test_another_companys_ids_answer_404_on_every_endpoint(control: Contro
     )
     ids["api_key"] = key.json()["id"]
     ids["user"] = owner.id
+    imported = await control.client.post(
+        f"/api/email-lists/{ids['list']}/imports/",
+        headers={**owner.auth, "Content-Type": "text/csv"},
+        content=b"email\nnew@example.org\n",
+    )
+    ids["import"] = imported.json()["id"]
     stranger = await control.user(await control.company(), "admin")
     endpoints = _item_endpoints()
     assert len(endpoints) >= 25
@@ -269,12 +276,20 @@ async def test_another_companys_ids_answer_404_on_every_endpoint(control: Contro
         kind = _PATH_KIND[re.match(r"/api/([a-z-]+)/", endpoint.path).group(1)]
         path = endpoint.path.format(id=ids[kind], contact_id=ids["contact"])
         body = _BODIES.get(endpoint.handler.__name__, {}) if endpoint.write else None
-        r = await control.client.request(
-            endpoint.method,
-            path,
-            json=body if endpoint.method != "DELETE" else None,
-            headers=stranger.auth,
-        )
+        if endpoint.raw_body:
+            r = await control.client.request(
+                endpoint.method,
+                path,
+                content=b"email\nx@example.org\n",
+                headers={**stranger.auth, "Content-Type": endpoint.raw_body},
+            )
+        else:
+            r = await control.client.request(
+                endpoint.method,
+                path,
+                json=body if endpoint.method != "DELETE" else None,
+                headers=stranger.auth,
+            )
         if r.status_code != 404 or r.json()["error_code"] != "not_found":
             failures.append(f"{endpoint.method} {path}: {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)

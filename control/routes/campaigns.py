@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from control import campaign_status as cs
-from control.errors import Conflict, InUse, NotFound, ValidationFailed
+from control import content_checks
+from control.content_checks import EmailContent
+from control.errors import Conflict, ContentRejected, InUse, NotFound, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.permissions import Action, permission
 from control.resource import ResourceSpec, register
@@ -265,6 +267,7 @@ async def _gate(call: Call, current: Any, target: cs.CampaignStatus, send_at: da
     if current["sender_profile_id"] is None:
         raise ValidationFailed({"sender_profile_id": "a campaign needs a sender profile to send"})
     await check_refs(call, dict(current))
+    await check_send_content(call, current)
     sending = cs.SendingPolicy.from_settings(settings)
     start, _ = cs.local_day_bounds(send_at, sending.timezone)
     planned = await call.db.fetchval(
@@ -281,6 +284,27 @@ async def _gate(call: Call, current: Any, target: cs.CampaignStatus, send_at: da
         planned_that_day=planned,
     )
     return size
+
+
+async def check_send_content(call: Call, campaign: Any) -> None:
+    """The content checks again before sending (blueprint §6.4 "Deliverability Monitoring"):
+    the template may have been saved before a rule changed, and the subject is checked too."""
+    template = await call.db.fetchrow(
+        SQL["get-template"], campaign["email_template_id"], call.company_id
+    )
+    sender = await call.db.fetchrow(
+        SQL["get-sender"], campaign["sender_profile_id"], call.company_id
+    )
+    content = EmailContent(
+        subject=campaign["subject_line"],
+        html=template["html_content"],
+        text=template["text_content"],
+        mjml=template["mjml_source"],
+        from_address=sender["from_address"],
+    )
+    report = await content_checks.check_content(content, spamd=call.services.spamd)
+    if not report.ok:
+        raise ContentRejected(report)
 
 
 @api.add(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.errors import InUse
+from control import content_checks
+from control.content_checks import EmailContent
+from control.errors import ContentRejected, InUse, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.resource import ResourceSpec, register
 from control.routing import Api, Call
@@ -37,7 +39,7 @@ SCHEMA = Schema(
         Field("description", "text", nullable=True, max_length=5000),
         Field("template_type", required=True, enum=TEMPLATE_TYPES),
         Field("category", required=True, enum=CATEGORIES),
-        Field("html_content", "text", required=True, min_length=1, max_length=512 * 1024),
+        Field("html_content", "text", min_length=1, max_length=512 * 1024),
         Field("text_content", "text", nullable=True, max_length=512 * 1024),
         Field("css_styles", "text", nullable=True, max_length=256 * 1024),
         Field("mjml_source", "text", nullable=True, max_length=512 * 1024),
@@ -45,6 +47,12 @@ SCHEMA = Schema(
         Field("is_active", "boolean", default=True),
         Field("is_default", "boolean", default=False),
         ro("usage_count", "integer"),
+        ro(
+            "content_checks",
+            "object",
+            nullable=True,
+            description="results of the content checks when the template was just saved",
+        ),
         ro("created_by_user_id", "id", nullable=True),
         ro("updated_by_user_id", "id", nullable=True),
         ro("created_at", "datetime"),
@@ -60,7 +68,30 @@ FILTERS = (
 
 
 async def check_content(call: Call, data: dict[str, Any], current: Any = None) -> None:
-    """Content checks on save (blueprint §6.2). Seam for control/content_checks.py."""
+    """Content checks on save (blueprint §6.2, control/content_checks.py): errors refuse the
+    save with 422 `content_rejected` listing each check; warnings are returned with the
+    template. An MJML source replaces html_content with its compiled, responsive HTML."""
+    merged = {**(dict(current) if current is not None else {}), **data}
+    if merged.get("html_content") is None and not merged.get("mjml_source"):
+        raise ValidationFailed({"html_content": "is required (or give mjml_source)"})
+    content = EmailContent(
+        subject=merged.get("template_name") or "",
+        html=merged.get("html_content"),
+        text=merged.get("text_content"),
+        mjml=merged.get("mjml_source"),
+    )
+    report = await content_checks.check_content(content, spamd=call.services.spamd)
+    if not report.ok:
+        raise ContentRejected(report)
+    if merged.get("mjml_source"):
+        data["html_content"] = report.html
+    call.request.state.content_checks = report.to_dict()
+
+
+def serialize(call: Call, row: Any) -> dict[str, Any]:
+    data = {f.name: row[f.name] for f in SCHEMA.fields if f.name != "content_checks"}
+    data["content_checks"] = getattr(call.request.state, "content_checks", None)
+    return data
 
 
 async def before_delete(call: Call, current: Any) -> None:
@@ -90,5 +121,9 @@ register(
         before_create=check_content,
         before_update=before_update,
         before_delete=before_delete,
+        serialize=serialize,
+        audit_view=lambda row: {
+            f.name: row[f.name] for f in SCHEMA.fields if f.name != "content_checks"
+        },
     ),
 )

@@ -311,6 +311,7 @@ CREATE TABLE contact_imports (
     list_id             bigint NOT NULL,
     created_by_user_id  bigint,
     state               import_state NOT NULL DEFAULT 'running',
+    bytes_total         bigint,                     -- Content-Length; NULL when chunked
     bytes_read          bigint NOT NULL DEFAULT 0,
     rows_seen           bigint NOT NULL DEFAULT 0,
     rows_imported       bigint NOT NULL DEFAULT 0,
