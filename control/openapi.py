@@ -44,7 +44,8 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         spec.pop("nullable", None)
         params.append({"name": f.name, "in": "query", "required": False, "schema": spec})
     op: dict[str, Any] = {
-        "operationId": e.handler.__name__,
+        # PUT and PATCH share a handler: the partial form gets its own id.
+        "operationId": e.handler.__name__ + ("_partial" if e.method == "PATCH" else ""),
         "summary": e.summary,
         "tags": [e.tag],
         "parameters": params,

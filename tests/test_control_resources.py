@@ -23,7 +23,7 @@ async def _admin(control: Control) -> tuple[User, dict[str, int]]:
 
 
 async def test_validation_errors_name_every_bad_field(control: Control) -> None:
-    admin, ids = await _admin(control)
+    admin, _ = await _admin(control)
     r = await control.client.post(
         "/api/email-campaigns/",
         headers=admin.auth,
@@ -198,7 +198,8 @@ async def test_pagination_filters_and_search(control: Control) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["scheduled_send_date"] == soon.strftime("%Y-%m-%dT%H:%M:%SZ")
-    window = f"scheduled_from={(soon - timedelta(hours=1)).isoformat()}&scheduled_to={(soon + timedelta(hours=1)).isoformat()}"
+    start, end = soon - timedelta(hours=1), soon + timedelta(hours=1)
+    window = f"scheduled_from={start.isoformat()}&scheduled_to={end.isoformat()}"
     window = window.replace("+", "%2B")
     hits = (
         await c.get(f"/api/email-campaigns/?campaign_status=scheduled&{window}", headers=h)
