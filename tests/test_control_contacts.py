@@ -54,12 +54,12 @@ async def test_contact_keeps_its_consent_record(control: Control) -> None:
 async def test_csv_import_reports_rows_and_progress(control: Control) -> None:
     admin, ids = await _admin(control)
     data = (
-        "E-Mail;First Name;signup_ip;double_opt_in;Plan\r\n"
-        "a@example.org;Ann;192.0.2.1;yes;gold\r\n"
-        "not-an-address;Bob;;;\r\n"
-        "A@example.org;Dup;;;\r\n"
-        'c@example.org;"Cee; the third";;no;silver\r\n'
-    ).encode()
+        b"E-Mail;First Name;signup_ip;double_opt_in;Plan\r\n"
+        b"a@example.org;Ann;192.0.2.1;yes;gold\r\n"
+        b"not-an-address;Bob;;;\r\n"
+        b"A@example.org;Dup;;;\r\n"
+        b'c@example.org;"Cee; the third";;no;silver\r\n'
+    )
     r = await _import(control, admin, ids["list"], data)
     assert r.status_code == 200, r.text
     result = r.json()
