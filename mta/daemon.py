@@ -141,6 +141,9 @@ class Daemon:
     smtp: object | None = None
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
+    control: object | None = None  # the control API's uvicorn server (control/app.py)
+    control_app: object | None = None
+    control_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
     ready: bool = False
@@ -181,6 +184,8 @@ class Daemon:
             prepare=submission_preparer(config, db),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
+        if config.control.listen:
+            self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
     async def _sample_queue(self) -> None:
@@ -207,6 +212,29 @@ class Daemon:
         server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
         self.http = server
         await server.serve()
+
+    def _start_control(self) -> None:
+        """The control API (control/) on its own listener, sharing the pool."""
+        import uvicorn
+
+        from control.app import create_app as create_control_app
+
+        assert self.db is not None and self.config.control.listen
+        self.control_app = create_control_app(self.db, self.config, server_secret(self.config))
+        host, port = parse_hostport(self.config.control.listen, 8080, "control.listen")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.control_app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self.control = server
+        self.control_task = asyncio.create_task(server.serve())
 
     async def _is_ready(self) -> bool:
         if not self.ready or self.db is None:
@@ -268,9 +296,15 @@ class Daemon:
             await self.smtp.stop(grace)
         if self.http is not None:
             self.http.should_exit = True
+        if self.control is not None:
+            self.control.should_exit = True
         if self.http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.http_task, grace)
+        if self.control_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.control_task, grace)
+            await self.control_app.state.services.hub.stop()
         for engine in self.engines:
             await engine.stop(grace)
         if self.tracker is not None:
