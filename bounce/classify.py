@@ -86,7 +86,9 @@ class Classifier:
                     Reason(r["name"]),
                     bool(r["hard"]),
                     int(r["stage"]),
-                    _alternation(r.get("phrases", []), r.get("patterns", [])),
+                    _alternation(
+                        r.get("phrases", []) + r.get("vendor_phrases", []), r.get("patterns", [])
+                    ),
                     _alternation(r.get("not_phrases", []), []),
                 )
                 for r in data["reason"]

@@ -26,6 +26,9 @@ _SPACE_RE = re.compile(r"\s+")
 _LOOKS_LIKE_DSN_RE = re.compile(r"^(?:final|original)-recipient\s*:", re.I | re.M)
 
 
+_EXTRA_DIAGNOSTIC_FIELDS = ("x400-supplementary-info", "x-supplementary-info", "x-diagnostic")
+
+
 @dataclass(slots=True)
 class DsnRecipient:
     """The raw per-recipient fields of one delivery-status group, not yet classified."""
@@ -133,8 +136,16 @@ def parse_delivery_status(text: str) -> tuple[dict[str, str], list[DsnRecipient]
         if not final and not original:
             per_message.update(group)
             continue
-        address = first_address(_strip_type(final)[1]) or first_address(_strip_type(original)[1])
+        # Final-Recipient names the failed mailbox (after alias expansion); the address the
+        # sender wrote is Original-Recipient, kept beside it for finding the recipient row.
+        address = first_address(_strip_type(final)[1])
+        alternative = first_address(_strip_type(original)[1])
+        if alternative and (not address or "." not in address.partition("@")[2]):
+            address = alternative  # "userx@sims-ms-daemon": an internal name, not an address
         diag_type, diagnostic = _strip_type(group.get("diagnostic-code", ""))
+        for extra in _EXTRA_DIAGNOSTIC_FIELDS:  # X.400 gateways put the SMTP reply here
+            if group.get(extra):
+                diagnostic = f"{diagnostic} {group[extra]}".strip()
         status_m = STATUS_RE.search(group.get("status", ""))
         recipients.append(
             DsnRecipient(
@@ -147,4 +158,5 @@ def parse_delivery_status(text: str) -> tuple[dict[str, str], list[DsnRecipient]
                 remote_mta=_strip_type(group.get("remote-mta", ""))[1].strip("[] "),
             )
         )
-    return per_message, recipients
+    unique = {r.recipient: r for r in reversed(recipients)}  # a recipient reported twice
+    return per_message, [unique[a] for a in dict.fromkeys(r.recipient for r in recipients)]

@@ -117,10 +117,51 @@ class TextRecipient:
     diagnostic: str
 
 
+# Two header fields in a row at the start of lines: a quoted header section begins.
+_HEADER_BLOCK_RE = re.compile(
+    r"^(?:received|return-path|dkim-signature|message-id|mime-version|delivered-to|date|from|"
+    r"to|subject|x-[a-z0-9-]+|content-type|reply-to|sender|authentication-results)[ \t]*:.*\n"
+    r"(?:[ \t]+.*\n)*"
+    r"(?:received|return-path|dkim-signature|message-id|mime-version|delivered-to|date|from|"
+    r"to|subject|x-[a-z0-9-]+|content-type|reply-to|sender|authentication-results)[ \t]*:",
+    re.I | re.M,
+)
+# Failure words near an address: it is a reported recipient, not a signature or a mention.
+_CONTEXT_RE = re.compile(
+    r"fail|unknown|no\s+such|not\s+(?:found|exist|listed|reach|deliver|accept|valid|known|"
+    r"available)|invalid|reject|refus|denied|error|unable|undeliver|could\s*n[o']t|quota|full|"
+    r"disabled|exceed|expired|delay|time[ds]?\s*out|unavailable|does\s*n[o']t|permanent|"
+    r"temporar|(?<!\d)[45]\d\d(?!\d)|[45]\.\d{1,3}\.\d|problem|bounced?|returned|"
+    r"following\s+(?:recipient|address)|unrouteable|suspend|inactive|blocked|deferred",
+    re.I,
+)
+_PREFIX_RE = re.compile(r"^(?:smtp|rfc822|x400|sms)[=:]", re.I)
+
+
+# The same, said in the middle of a line ("The first 50 lines of your original message follow:").
+_ORIGINAL_PHRASE_RE = re.compile(
+    r"(?:original|returned|undelivered|unsent)\s+message\s+(?:follows?|is\s+attached|below)|"
+    r"(?:copy|header|headers|first\s+\d+\s+lines)\s+of\s+(?:the\s+|your\s+)?original\s+message|"
+    r"original\s+message\s+header",
+    re.I,
+)
+
+
 def cut_original(text: str) -> str:
     """The text above the quoted original message (the report itself)."""
-    m = _ORIGINAL_MARKER_RE.search(text)
-    return text[: m.start()] if m else text
+    found = (
+        _ORIGINAL_MARKER_RE.search(text),
+        _HEADER_BLOCK_RE.search(text),
+        _ORIGINAL_PHRASE_RE.search(text),
+    )
+    ends = [m.start() for m in found if m is not None and m.start() > 0]
+    return text[: min(ends)] if ends else text
+
+
+def clean_address(address: str) -> str:
+    """An address as found in prose, without quotes, dots or 'smtp=' style prefixes."""
+    address = address.strip(".'\"`").lower()
+    return _PREFIX_RE.sub("", address)
 
 
 def looks_like_bounce(sender: str, subject: str, text: str) -> bool:
@@ -134,7 +175,7 @@ def looks_like_bounce(sender: str, subject: str, text: str) -> bool:
 
 def looks_like_auto_reply(headers: dict[str, str], sender: str, subject: str, text: str) -> bool:
     """An out-of-office or other auto-reply (RFC 3834): a person's robot, not a bounce."""
-    if _BOUNCE_SENDER_RE.search(sender) and _BOUNCE_TEXT_RE.search(text[:6000]):
+    if _BOUNCE_SENDER_RE.search(sender):  # mail systems do not go on holiday
         return False
     auto = headers.get("auto-submitted", "").lower()
     flagged = (
@@ -182,28 +223,35 @@ def recipients_in_text(text: str, exclude: frozenset[str]) -> list[TextRecipient
     spans = _paragraphs(lines)
     found: dict[str, TextRecipient] = {}
     to_lines: dict[str, TextRecipient] = {}
+    consumed: set[int] = set()  # paragraphs already read as another address's diagnostic
     for n, (start, end) in enumerate(spans):
+        if n in consumed:
+            continue
         block = "\n".join(lines[start:end])
         for i in range(start, end):
             line = lines[i]
             if _QUOTED_HEADER_RE.match(line):
                 continue
+            # One address per line: "a (expanded from b)", "a... b" name the first.
             for m in _ADDRESS_RE.finditer(line):
-                address = m.group(0).strip(".").lower()
-                if address in exclude or _is_service_address(address):
+                address = clean_address(m.group(0))
+                if address in exclude or _is_service_address(address) or "@" not in address:
                     continue
-                if address in found:
-                    continue
-                diagnostic = block
-                if _only_addresses(block):
-                    # "failed permanently:\n\n   addr\n\n   Technical details..." style
-                    before = "\n".join(lines[spans[n - 1][0] : spans[n - 1][1]]) if n else ""
-                    after = (
-                        "\n".join(lines[spans[n + 1][0] : spans[n + 1][1]])
-                        if n + 1 < len(spans)
-                        else ""
-                    )
-                    diagnostic = f"{before}\n{block}\n{after}"
-                target = to_lines if _TO_HEADER_RE.match(line) else found
-                target.setdefault(address, TextRecipient(address, diagnostic))
-    return list(found.values()) or list(to_lines.values())
+                if address not in found and address not in to_lines:
+                    diagnostic = block
+                    if _only_addresses(block):
+                        # "failed permanently:\n\n   addr\n\n   Technical details..." style
+                        before = "\n".join(lines[slice(*spans[n - 1])]) if n else ""
+                        after = ""
+                        if n + 1 < len(spans) and not _only_addresses(
+                            "\n".join(lines[slice(*spans[n + 1])])
+                        ):
+                            after = "\n".join(lines[slice(*spans[n + 1])])
+                            consumed.add(n + 1)
+                        diagnostic = f"{before}\n{block}\n{after}"
+                    target = to_lines if _TO_HEADER_RE.match(line) else found
+                    target[address] = TextRecipient(address, diagnostic)
+                break
+    reported = list(found.values()) or list(to_lines.values())
+    in_context = [r for r in reported if _CONTEXT_RE.search(r.diagnostic)]
+    return in_context or reported

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import re
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -18,6 +19,9 @@ from bounce import arf, dsn, heuristics
 from bounce.classify import Classifier, default_classifier
 from bounce.reasons import FailedRecipient, OriginalHeaders, Reason, Report, ReportKind
 
+_MAILBOX_REASONS = frozenset(
+    {Reason.MAILBOXFULL, Reason.USERUNKNOWN, Reason.SUSPEND, Reason.MESGTOOBIG, Reason.EXCEEDLIMIT}
+)
 _NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _TAG_RE = re.compile(r"<[^>]*>")
 _HEADER_IN_TEXT_RE = re.compile(
@@ -44,13 +48,17 @@ def unreadable(error: str) -> Report:
 
 
 def _header(message: Message, name: str) -> str:
+    """A header's text, RFC 2047 encoded words decoded, whitespace folded; '' when absent."""
     value = message.get(name)
     if value is None:
         return ""
     try:
-        return dsn.fold(str(value))
-    except Exception:  # an undecodable header object
-        return ""
+        text = str(value)
+        if "=?" in text:
+            text = str(make_header(decode_header(text)))
+        return dsn.fold(text)
+    except Exception:  # an undecodable header: its raw text, or nothing
+        return dsn.fold(value) if isinstance(value, str) else ""
 
 
 class _Parser:
@@ -178,7 +186,8 @@ class _Parser:
         c = self.classifier.classify(r.status, diagnostic, r.action)
         if c.reason in (Reason.ONHOLD, Reason.UNDEFINED) and more:
             c = self.classifier.classify(r.status, f"{diagnostic} {more}", r.action)
-        if r.diagnostic_type in ("x-unix", "x-postfix") and c.reason is Reason.ONHOLD:
+        if r.diagnostic_type == "x-unix" and c.reason not in _MAILBOX_REASONS:
+            # a local delivery program failed (RFC 3464 X-Unix): unless it said why
             c = type(c)(Reason.MAILERERROR, False, c.status)
         return FailedRecipient(
             recipient,
