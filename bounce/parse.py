@@ -72,6 +72,8 @@ class _Parser:
         self.original: Message | None = None
         self.texts: list[str] = []
         self.html: list[str] = []
+        self.nested: Message | None = None
+        self.depth = 0
         self._sort(self.message)
 
     def _sort(self, part: Message) -> None:
@@ -91,6 +93,8 @@ class _Parser:
                 payload = part.get_payload()
                 if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                     self.original = payload[0]
+                    if payload[0].get_content_type() == "multipart/report" and self.depth < 2:
+                        self.nested = payload[0]  # a report forwarded as an attachment
                 elif isinstance(payload, str):
                     self.original = HeaderParser(policy=compat32).parsestr(payload)
         elif ctype in dsn.HEADER_TYPES:
@@ -105,6 +109,12 @@ class _Parser:
     # --- the questions ------------------------------------------------------------------
 
     def report(self) -> Report:
+        if self.nested is not None and not self.dsn_parts and self.feedback_part is None:
+            inner = _Parser(self.nested.as_bytes(), self.classifier)
+            inner.depth = self.depth + 1
+            nested = inner.report()
+            if nested.kind is not ReportKind.UNREADABLE and nested.recipients:
+                return nested
         original = self._original_headers()
         if self.feedback_part is not None:
             return self._complaint(original)
@@ -186,8 +196,9 @@ class _Parser:
         c = self.classifier.classify(r.status, diagnostic, r.action)
         if c.reason in (Reason.ONHOLD, Reason.UNDEFINED) and more:
             c = self.classifier.classify(r.status, f"{diagnostic} {more}", r.action)
-        if r.diagnostic_type == "x-unix" and c.reason not in _MAILBOX_REASONS:
-            # a local delivery program failed (RFC 3464 X-Unix): unless it said why
+        local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
+        if local_program and c.reason not in _MAILBOX_REASONS:
+            # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
             c = type(c)(Reason.MAILERERROR, False, c.status)
         return FailedRecipient(
             recipient,
@@ -210,7 +221,7 @@ class _Parser:
             named = [a.strip().lower() for a in failed_header.split(",") if "@" in a]
             texts = {t.recipient: t.diagnostic for t in found}
             found = [heuristics.TextRecipient(a, texts.get(a, human)) for a in named]
-        if not found and not heuristics.looks_like_bounce(sender, subject, human):
+        if not failed_header and not heuristics.looks_like_bounce(sender, subject, human):
             return unreadable("neither a delivery report, a complaint nor an auto-reply")
         if not found:
             address = dsn.first_address(original.to)
