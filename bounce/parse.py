@@ -136,9 +136,7 @@ class _Parser:
         if not self.dsn_parts and heuristics.looks_like_auto_reply(
             {k.lower(): str(v) for k, v in self.message.items()}, sender, subject, human
         ):
-            who = dsn.first_address(sender) or dsn.first_address(
-                _header(self.message, "Reply-To")
-            )
+            who = dsn.first_address(sender) or dsn.first_address(_header(self.message, "Reply-To"))
             reply = FailedRecipient(who, Reason.VACATION, None, diagnostic=dsn.fold(subject))
             return Report(ReportKind.VACATION, [reply], original)
         return self._prose(human, original, sender, subject)
@@ -211,9 +209,7 @@ class _Parser:
             original_recipient=r.original_recipient,
         )
 
-    def _prose(
-        self, human: str, original: OriginalHeaders, sender: str, subject: str
-    ) -> Report:
+    def _prose(self, human: str, original: OriginalHeaders, sender: str, subject: str) -> Report:
         exclusions = self._exclusions(original)
         found = heuristics.recipients_in_text(human, exclusions)
         failed_header = _header(self.message, "X-Failed-Recipients")

@@ -27,7 +27,7 @@ def _hard(value: bool | None) -> str:
 
 
 def test_every_corpus_file_has_an_expectation() -> None:
-    files = {f"{p.parent.name}/{p.name}" for p in CORPUS.glob("*/*") if p.suffix in (".eml", ".txt")}
+    files = {f"{p.parent.name}/{p.name}" for p in CORPUS.glob("*/*.*") if p.suffix != ".py"}
     assert files == set(_expected()), "expected.tsv and the corpus files differ"
 
 
@@ -61,8 +61,10 @@ def test_corpus_accuracy() -> None:
                 hard_ok += 1
     reason_rate, hard_rate = reason_ok / total, hard_ok / total
     recipient_rate = recipients_ok / recipients_scored
-    print(f"\n{total} recipients: reason {reason_rate:.1%}, hard/soft {hard_rate:.1%}, "
-          f"recipients {recipient_rate:.1%}")
+    print(
+        f"\n{total} recipients: reason {reason_rate:.1%}, hard/soft {hard_rate:.1%}, "
+        f"recipients {recipient_rate:.1%}"
+    )
     if reason_rate < 0.95 or hard_rate < 0.98 or recipient_rate < 1.0:
         print("confusion (expected -> got: count), mismatches only:")
         for (want, got_reason), n in sorted(confusion.items()):

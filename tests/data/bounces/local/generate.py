@@ -1,3 +1,4 @@
+# ruff: noqa: E501 -- the replies are quoted whole
 """Regenerates the Postfix bounces in this folder (not run by the tests; needs root and the
 Debian `postfix` package): a private Postfix instance relays one message per case to a local
 SMTP server that refuses (or defers) each recipient with a chosen reply; Postfix gives up at
@@ -8,7 +9,6 @@ once (maximal_queue_lifetime = 0) and sends its DSN back to the same server, whi
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import smtplib
 import socket
@@ -24,27 +24,60 @@ WORK = Path("/tmp/sendmill-bounce-corpus")
 # local part -> (stage, reply). Replies are real providers' texts, as documented by them or
 # seen in the wild; the DSNs that come back are what Postfix really writes around them.
 CASES = {
-    "unknown": ("RCPT", "550 5.1.1 <unknown@dest.test>: Recipient address rejected: User unknown in virtual mailbox table"),
-    "gmailunknown": ("RCPT", "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces."),
+    "unknown": (
+        "RCPT",
+        "550 5.1.1 <unknown@dest.test>: Recipient address rejected: User unknown in virtual mailbox table",
+    ),
+    "gmailunknown": (
+        "RCPT",
+        "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces.",
+    ),
     "full": ("RCPT", "552 5.2.2 <full@dest.test>: Recipient address rejected: Mailbox full"),
     "quota4": ("RCPT", "452 4.2.2 The email account that you tried to reach is over quota."),
     "disabled": ("RCPT", "550 5.2.1 The email account that you tried to reach is disabled."),
-    "blocked": ("RCPT", "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"),
-    "spam": ("DATA", "550 5.7.1 Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked."),
+    "blocked": (
+        "RCPT",
+        "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org",
+    ),
+    "spam": (
+        "DATA",
+        "550 5.7.1 Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.",
+    ),
     "relay": ("RCPT", "554 5.7.1 <relay@dest.test>: Relay access denied"),
     "toobig": ("DATA", "552 5.3.4 Message size exceeds fixed limit"),
     "moved": ("RCPT", "551 5.1.6 User has moved; please try <moved@elsewhere.test>"),
     "virus": ("DATA", "554 5.7.1 Message rejected: virus detected (Eicar-Test-Signature)"),
-    "ptr": ("RCPT", "550 5.7.25 [127.0.0.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP."),
-    "dmarc": ("DATA", "550 5.7.26 Unauthenticated email from dest.test is not accepted due to domain's DMARC policy."),
-    "reputation": ("RCPT", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address."),
-    "ratelimit": ("RCPT", "450 4.7.0 Too many emails sent in a short period; rate limit exceeded, try again later"),
-    "greylist": ("RCPT", "450 4.7.1 <greylist@dest.test>: Recipient address rejected: Greylisted, please try again in 300 seconds"),
+    "ptr": (
+        "RCPT",
+        "550 5.7.25 [127.0.0.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP.",
+    ),
+    "dmarc": (
+        "DATA",
+        "550 5.7.26 Unauthenticated email from dest.test is not accepted due to domain's DMARC policy.",
+    ),
+    "reputation": (
+        "RCPT",
+        "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+    ),
+    "ratelimit": (
+        "RCPT",
+        "450 4.7.0 Too many emails sent in a short period; rate limit exceeded, try again later",
+    ),
+    "greylist": (
+        "RCPT",
+        "450 4.7.1 <greylist@dest.test>: Recipient address rejected: Greylisted, please try again in 300 seconds",
+    ),
     "suspended": ("RCPT", "550 5.1.1 Recipient address rejected: this account has been suspended"),
-    "office365": ("RCPT", "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [AM0PR01MB1234.eurprd01.prod.exchangelabs.com]"),
+    "office365": (
+        "RCPT",
+        "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [AM0PR01MB1234.eurprd01.prod.exchangelabs.com]",
+    ),
     "systemerr": ("DATA", "451 4.3.0 Temporary local problem - please try later"),
     "policy": ("DATA", "550 5.7.1 Message rejected due to local policy"),
-    "nomx": ("RCPT", "556 5.1.10 Recipient address rejected: Domain dest.test does not accept mail (nullMX)"),
+    "nomx": (
+        "RCPT",
+        "556 5.1.10 Recipient address rejected: Domain dest.test does not accept mail (nullMX)",
+    ),
 }
 
 
@@ -112,13 +145,15 @@ maillog_file_prefixes = {WORK}
     subprocess.run(["postfix", "-c", str(conf), "check"], capture_output=True)
     # A fresh instance's first starts may fail while it creates its queue directories.
     for _ in range(5):
-        if not subprocess.run(["postfix", "-c", str(conf), "start"], capture_output=True).returncode:
+        if not subprocess.run(
+            ["postfix", "-c", str(conf), "start"], capture_output=True
+        ).returncode:
             return
         time.sleep(1)
     raise RuntimeError("postfix did not start")
 
 
-async def main() -> None:
+def main() -> None:
     if WORK.exists():
         subprocess.run(["postfix", "-c", str(WORK / "conf"), "stop"], capture_output=True)
         shutil.rmtree(WORK)
@@ -128,7 +163,7 @@ async def main() -> None:
     sink.start()
     _postfix(WORK / "conf", smtp_port, sink_port)
     try:
-        await asyncio.sleep(2)
+        time.sleep(2)
         for name in CASES:
             body = (
                 f"From: Newsletter <news@sender.test>\r\nTo: {name}@dest.test\r\n"
@@ -136,10 +171,12 @@ async def main() -> None:
                 f"Message-ID: <case-{name}@sender.test>\r\n\r\nHello {name}.\r\n"
             )
             with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
-                smtp.sendmail("b+case-" + name + "@bounces.sender.test", [f"{name}@dest.test"], body)
+                smtp.sendmail(
+                    "b+case-" + name + "@bounces.sender.test", [f"{name}@dest.test"], body
+                )
         deadline = time.monotonic() + 60
         while len(list(WORK.glob("dsn-*.eml"))) < len(CASES) and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+            time.sleep(0.5)
     finally:
         subprocess.run(["postfix", "-c", str(WORK / "conf"), "stop"], capture_output=True)
         sink.stop()
@@ -153,4 +190,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
