@@ -149,10 +149,12 @@ _ORIGINAL_PHRASE_RE = re.compile(
 
 def cut_original(text: str) -> str:
     """The text above the quoted original message (the report itself)."""
+    low = text.lower()
     found = (
         _ORIGINAL_MARKER_RE.search(text),
         _HEADER_BLOCK_RE.search(text),
-        _ORIGINAL_PHRASE_RE.search(text),
+        # the phrase regex is slow on long texts: only when its key word is there at all
+        _ORIGINAL_PHRASE_RE.search(text) if "original" in low or "message" in low else None,
     )
     ends = [m.start() for m in found if m is not None and m.start() > 0]
     return text[: min(ends)] if ends else text
@@ -189,7 +191,7 @@ def looks_like_auto_reply(headers: dict[str, str], sender: str, subject: str, te
         return False
     if _VACATION_SUBJECT_RE.search(subject):
         return True
-    return flagged or _VACATION_TEXT_RE.search(text[:3000]) is not None
+    return flagged or _VACATION_TEXT_RE.search(text[:1500]) is not None
 
 
 def _paragraphs(lines: list[str]) -> list[tuple[int, int]]:

@@ -27,7 +27,7 @@ _TAG_RE = re.compile(r"<[^>]*>")
 _HEADER_IN_TEXT_RE = re.compile(
     r"^(message-id|return-path|to|subject)[ \t]*:[ \t]*(.+)$", re.I | re.M
 )
-_MAX_TEXT = 20_000  # characters of human-readable text looked at: the report is at the top
+_MAX_TEXT = 8_000  # characters of human-readable text looked at: the report is at the top
 
 
 def parse_message(raw: bytes, classifier: Classifier | None = None) -> Report:
@@ -109,6 +109,8 @@ class _Parser:
     # --- the questions ------------------------------------------------------------------
 
     def report(self) -> Report:
+        if not self.message.keys():
+            return unreadable("no header section: not a mail message")
         if self.nested is not None and not self.dsn_parts and self.feedback_part is None:
             inner = _Parser(self.nested.as_bytes(), self.classifier)
             inner.depth = self.depth + 1
@@ -184,8 +186,8 @@ class _Parser:
         for r in failed:
             recipient = r.recipient or next(iter(by_text), "") or dsn.first_address(original.to)
             text = by_text.get(recipient, "")
-            diagnostic = r.diagnostic or dsn.fold(text) or dsn.fold(human[:2000])
-            out.append(self._classified(recipient, r, diagnostic, text or human[:2000]))
+            diagnostic = r.diagnostic or dsn.fold(text) or dsn.fold(human[:1500])
+            out.append(self._classified(recipient, r, diagnostic, text or human[:1500]))
         return Report(ReportKind.BOUNCE, out, original)
 
     def _classified(
@@ -226,7 +228,7 @@ class _Parser:
         out = []
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
-            out.append(self._classified(t.recipient, r, dsn.fold(t.diagnostic), human[:4000]))
+            out.append(self._classified(t.recipient, r, dsn.fold(t.diagnostic), human[:1500]))
         return Report(ReportKind.BOUNCE, out, original)
 
     def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:
