@@ -198,7 +198,8 @@ def test_an_exim_bounce_uses_x_failed_recipients() -> None:
         b"This message was created automatically by mail delivery software.\n\n"
         b"A message that you sent could not be delivered to one or more of its\n"
         b"recipients. This is a permanent error. The following address(es) failed:\n\n"
-        b"  frank@example.org\n    SMTP error from remote mail server after RCPT TO:<frank@example.org>:\n"
+        b"  frank@example.org\n"
+        b"    SMTP error from remote mail server after RCPT TO:<frank@example.org>:\n"
         b"    host mx.example.org [192.0.2.7]: 552 5.2.2 Mailbox quota exceeded\n"
     )
     (frank,) = parse_message(exim).recipients
@@ -257,7 +258,8 @@ def test_random_damage_to_a_real_dsn_never_raises() -> None:
         ),
         (
             550,
-            "550 5.7.26 Unauthenticated email from example.test is not accepted due to domain's DMARC policy",
+            "550 5.7.26 Unauthenticated email from example.test is not accepted due to"
+            " domain's DMARC policy",
             "authfailure",
             False,
         ),
@@ -292,5 +294,5 @@ def test_smtp_replies_classify_like_bounces(code: int, reply: str, reason: str, 
 def test_the_rules_file_uses_only_the_vocabulary(tmp_path) -> None:
     bad = tmp_path / "rules.toml"
     bad.write_text('[statuses]\n"5.1.1" = "nosuchreason"\n[[reason]]\nname = "x"\n')
-    with pytest.raises(ValueError, match="rules.toml"):
+    with pytest.raises(ValueError, match=r"rules\.toml"):
         Classifier(bad)
