@@ -52,8 +52,11 @@ class BouncePolicy:
 
 async def policies(conn: asyncpg.Connection, company_ids: set[int]) -> dict[int, BouncePolicy]:
     rows = await conn.fetch(SQL["company-settings"], list(company_ids))
+    # jsonb arrives decoded on the daemon's pools (mta.database's codec), as text elsewhere
     return {
-        r["id"]: BouncePolicy.from_settings(json.loads(r["bounce"]) if r["bounce"] else None)
+        r["id"]: BouncePolicy.from_settings(
+            json.loads(r["bounce"]) if isinstance(r["bounce"], str) else r["bounce"]
+        )
         for r in rows
     }
 
