@@ -330,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     from control.cli import add_commands
 
     add_commands(sub, _add_config)
+
+    # The bounce package's commands (bounce parse, suppressions): its only entry point here.
+    from bounce.cli import register as register_bounce
+
+    register_bounce(sub, _add_config)
     return parser
 
 

@@ -95,6 +95,11 @@ class BounceConfig:
     listen: str | None = "127.0.0.1:2525"
     local_part: str = "b"
     secret: str | None = None
+    # The bounce processor (bounce/): run it in this daemon; where complaints (ARF feedback
+    # loops) and mailto: unsubscribe requests (unsubscribe+TOKEN@domain) arrive.
+    process: bool = True
+    complaint_local_parts: tuple[str, ...] = ("fbl",)
+    unsubscribe_local_part: str = "unsubscribe"
 
 
 @dataclass(frozen=True)
@@ -311,7 +316,7 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             value = tuple(parse_duration(v, key) for v in value)
         elif name == "trusted_networks":
             value = _networks(value, key)
-        elif name == "resolvers" or name == "source_addresses":
+        elif name in ("resolvers", "source_addresses", "complaint_local_parts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key}: expected a list of strings")
             value = tuple(value)

@@ -73,11 +73,28 @@ def build_resolver(config: Config) -> Resolver:
     return Resolver(config.dns.resolvers, config.dns.timeout, config.dns.cache_ttl_max)
 
 
+def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
+    """The bounce package's processor (None when bounce.process is off). The one place that
+    brings bounce/ into the daemon: mta code itself never imports it."""
+    if not config.bounce.process:
+        return None
+    from bounce.processor import BounceProcessor
+
+    secret = server_secret(config)
+    return BounceProcessor(
+        db,
+        Verp(secret, config.bounce.domain, config.bounce.local_part),
+        Verp(secret, config.bounce.domain, config.bounce.unsubscribe_local_part),
+        config.bounce.complaint_local_parts,
+    )
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
     from tracker.server import delivery_preparer
 
+    bounce = build_bounce_processor(config, db)
     engine = DeliveryEngine(
         config,
         db,
@@ -88,6 +105,7 @@ async def start_engine(
         share=share,
         listen_url=url,
         preparer=delivery_preparer(config),
+        observer=getattr(bounce, "observe_outcomes", None),
     )
     # Leases this node held before a crash are ours to take back now.
     await db.execute(
@@ -146,6 +164,7 @@ class Daemon:
     control_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
+    bounce: object | None = None  # bounce.processor.BounceProcessor
     ready: bool = False
 
     async def start(self) -> None:
@@ -172,8 +191,12 @@ class Daemon:
             db, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
-        self.smtp = SmtpListeners(config, db, credentials, policy, verp)
+        self.bounce = build_bounce_processor(config, db)
+        accepts = getattr(self.bounce, "accepts", None)
+        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts)
         await self.smtp.start()
+        if self.bounce is not None:
+            self.bounce.start()  # type: ignore[attr-defined]
         app = create_app(
             db=db,
             credentials=credentials,
@@ -294,6 +317,8 @@ class Daemon:
             self.sampler_task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
+        if self.bounce is not None:
+            await self.bounce.stop()  # type: ignore[attr-defined]
         if self.http is not None:
             self.http.should_exit = True
         if self.control is not None:
