@@ -13,8 +13,9 @@ open-addressing table (64-bit fingerprint + first row), 16-32 MB for a million a
 
 Detection, on the first 64 KiB:
 - encoding: a UTF-8 BOM (dropped), a UTF-16 BOM (Excel's "Unicode text"), else UTF-8 when the
-  sample decodes as UTF-8, else Latin-1. In a UTF-8 file, a byte sequence that is not UTF-8 is
-  read as Latin-1 (files pasted together from several exports), never rejected nor lost;
+  sample decodes as UTF-8 or holds UTF-8 sequences, else Latin-1. In a UTF-8 file, a byte that
+  is not UTF-8 is read as Latin-1 (files pasted together from several exports), never rejected
+  nor lost;
 - delimiter: the most frequent of `,` `;` tab `|` in the header line, `,` when none;
 - line ends: `\\n`, `\\r\\n` or old Mac `\\r`. Quoted fields may hold delimiters, quotes (doubled)
   and line breaks.
@@ -111,6 +112,10 @@ HEADER_ALIASES: Mapping[str, ContactField] = {
     **dict.fromkeys(("consent_ip", "opt_in_ip", "signup_ip", "ip", "ip_address"), _F.CONSENT_IP),
     **dict.fromkeys(("double_opt_in", "double_optin", "confirmed", "doi"), _F.DOUBLE_OPT_IN),
 }
+# A multi-byte UTF-8 sequence: rare by chance in Latin-1 text ("Ã©" and the like).
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
 _CONSENT_FIELDS = (_F.CONSENT_SOURCE, _F.CONSENT_AT, _F.CONSENT_IP, _F.DOUBLE_OPT_IN)
 _TRUE = frozenset({"true", "yes", "y", "1", "t", "confirmed"})
 _FALSE = frozenset({"false", "no", "n", "0", "f", "pending", "unconfirmed"})
@@ -381,7 +386,9 @@ class ContactCsvParser:
         try:
             codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         except UnicodeDecodeError:
-            return "latin-1"
+            # Not clean UTF-8. Real UTF-8 sequences in it mean a UTF-8 file with stray Latin-1
+            # bytes (read with the fallback); none means a Latin-1 file.
+            return "utf-8-sig" if _UTF8_SEQUENCE.search(sample) else "latin-1"
         return "utf-8-sig"  # UTF-8 that drops a BOM if there is one
 
     def _read_header(self, record: str) -> None:
@@ -464,6 +471,14 @@ class ContactCsvParser:
         for line in lines:
             if self._pending is None:
                 if line.count('"') % 2 == 0:  # the common case: a whole record on one line
+                    if len(line) > self._max_record:
+                        self._parse_records(records)
+                        records = []
+                        self._row += 1
+                        self._fail_record(
+                            self._row, f"the row is longer than {self._max_record} bytes"
+                        )
+                        continue
                     records.append(line)
                     continue
                 # An open quote: the record goes on over the next lines. Parse what came before
