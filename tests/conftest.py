@@ -3,7 +3,9 @@ a fresh, migrated database per test, cloned from a template so each test starts 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +14,15 @@ import asyncpg
 import pytest
 
 from mta import database
+
+# Each checkout gets its own pytest temp root: pytest keeps only the last three runs' folders and
+# would otherwise delete the embedded PostgreSQL of a run still going in another checkout.
+_TEMP_ROOT = Path(tempfile.gettempdir()) / (
+    "sendmill-tests-"
+    + hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+)
+_TEMP_ROOT.mkdir(exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMP_ROOT))
 
 pytest_plugins = ["tests.fixtures_dns", "tests.fixtures_mx", "tests.fixtures_daemon"]
 

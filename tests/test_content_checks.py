@@ -22,6 +22,7 @@ import pytest
 from control import placeholders
 from control.content_checks import (
     GMAIL_CLIP_BYTES,
+    MAX_HTML_BYTES,
     CheckId,
     EmailContent,
     Severity,
@@ -322,6 +323,14 @@ def test_html_over_102_kb_is_warned_of_gmail_clipping(padding: int, warned: bool
     assert bool(found) is warned
     if warned:
         assert found[0][0] is Severity.WARNING and "Gmail clips" in found[0][1]
+
+
+def test_html_over_1_mb_is_refused_unparsed() -> None:
+    started = time.monotonic()
+    report = check_content_sync(EmailContent(subject="x", html=email("<p>" + "x" * MAX_HTML_BYTES)))
+    ((result,),) = [report.by_check(CheckId.HTML_SIZE)]
+    assert result.severity is Severity.ERROR and "over 1024 KB" in result.message
+    assert report.by_check(CheckId.HTML_PARSE) == () and time.monotonic() - started < 1
 
 
 def test_exactly_102_kb_is_not_clipped() -> None:
@@ -731,6 +740,7 @@ async def test_content_checks_use_spamd_when_configured(fake_spamd: FakeSpamd) -
     # spamd saw a complete multipart message with the generated text part.
     _, _, body = fake_spamd.requests[0]
     assert b"multipart/alternative" in body and b"Message-ID:" in body
+    assert body.count(b"MIME-Version:") == 1
     assert b"our autumn catalogue is out" in body
 
 
