@@ -48,7 +48,7 @@ from array import array
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from control.email_syntax import AddressError, normalize_address
 
@@ -122,7 +122,9 @@ _FALSE = frozenset({"false", "no", "n", "0", "f", "pending", "unconfirmed"})
 
 
 class CsvFormatError(ValueError):
-    """The file as a whole cannot be imported (the API answers 422; no row was taken)."""
+    """The file as a whole cannot be imported (the API answers 422)."""
+
+    error_code = "csv_format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +265,11 @@ def _cut(value: str) -> str:
 class ContactCsvParser:
     """A push parser: `feed()` bytes as they arrive, `close()` at the end; both return batches.
 
-    After the header is read, `columns`, `encoding` and `delimiter` say what was detected.
+    Options: `total_bytes` (for `progress.fraction`), `batch_size` (rows + errors per batch),
+    `mapping` (header → field, "attribute:NAME" or None), `delimiter` and `encoding` (skip
+    detection), `dedupe` (report duplicate addresses, default on), `max_record_bytes` (longest
+    row accepted). After the header is read, `columns`, `encoding` and `delimiter` say what was
+    used.
     """
 
     def __init__(
@@ -693,19 +699,29 @@ def read_chunks(file: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]
         yield chunk
 
 
-def import_csv(chunks: Iterable[bytes], **options: object) -> Iterator[ImportBatch]:
-    """Parse a CSV byte stream; yields batches (the last one `final`). Options: see the parser."""
-    parser = ContactCsvParser(**options)  # type: ignore[arg-type]
+def import_csv(
+    chunks: Iterable[bytes], parser: ContactCsvParser | None = None, **options: Any
+) -> Iterator[ImportBatch]:
+    """Parse a CSV byte stream; yields batches, the last one `final`.
+
+    Pass `parser` to read what was detected afterwards (`parser.columns`, `.encoding`,
+    `.delimiter`), or the parser's keyword options (`total_bytes=`, `batch_size=`, `mapping=`...).
+    """
+    parser = parser or ContactCsvParser(**options)
     for chunk in chunks:
         yield from parser.feed(chunk)
     yield from parser.close()
 
 
 async def import_csv_async(
-    chunks: AsyncIterable[bytes], **options: object
+    chunks: AsyncIterable[bytes], parser: ContactCsvParser | None = None, **options: Any
 ) -> AsyncIterator[ImportBatch]:
-    """`import_csv` for an async byte stream (e.g. Starlette's `request.stream()`)."""
-    parser = ContactCsvParser(**options)  # type: ignore[arg-type]
+    """`import_csv` for an async byte stream (e.g. Starlette's `request.stream()`).
+
+    Parsing is CPU work done between reads, about 10 µs a row: a batch of 1,000 rows holds the
+    event loop for ~10 ms.
+    """
+    parser = parser or ContactCsvParser(**options)
     async for chunk in chunks:
         for batch in parser.feed(chunk):
             yield batch
