@@ -244,6 +244,43 @@ class _SeenAddresses:
 # --- the parser ----------------------------------------------------------------------------------
 
 
+class _QuoteScanner:
+    """Whether a line ends inside a quoted field, read as the `csv` module reads it.
+
+    A quote opens a quoted field only as the first character of a field; inside one, `""` is a
+    quote and a lone `"` closes it. A quote anywhere else is an ordinary character
+    (`5" screen`), which is why counting quotes is not enough.
+    """
+
+    def __init__(self, delimiter: str) -> None:
+        d = re.escape(delimiter)
+        field = rf'(?:"(?:[^"]|"")*"|[^"{d}]*)'
+        self.delimiter = delimiter
+        #: A line of well-formed fields (quoted or not) is a whole record: one C-level match.
+        self.whole = re.compile(rf"{field}(?:{d}{field})*\r?").fullmatch
+        self._marks = re.compile(rf'["{d}]').finditer
+
+    def ends_quoted(self, line: str, in_quote: bool) -> bool:
+        """True when `line`, started inside a quoted field or not, ends inside one."""
+        field_start = -1 if in_quote else 0
+        skip_to = 0
+        for mark in self._marks(line):
+            pos = mark.start()
+            if pos < skip_to:
+                continue  # the second quote of a doubled one
+            if in_quote:
+                if line[pos] == '"':
+                    if line.startswith('"', pos + 1):
+                        skip_to = pos + 2
+                    else:
+                        in_quote = False
+            elif line[pos] == self.delimiter:
+                field_start = pos + 1
+            elif pos == field_start:
+                in_quote = True
+        return in_quote
+
+
 def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
     """Decode bytes that are not UTF-8 as Latin-1 (registered as codec error handler)."""
     if not isinstance(error, UnicodeDecodeError):
@@ -301,7 +338,7 @@ class ContactCsvParser:
         self._tail = ""  # text after the last line break
         self._skipping_long_line = False
         self._pending: list[str] | None = None  # lines of a record with an open quote
-        self._pending_quotes = 0
+        self._quotes: _QuoteScanner | None = None  # set once the delimiter is known
         self._pending_size = 0
         self._pending_row = 0
         self._row = 0  # spreadsheet row number of the last record cut
@@ -459,7 +496,10 @@ class ContactCsvParser:
     # -- records ----------------------------------------------------------------------------------
 
     def _take_text(self, text: str) -> None:
-        """Cut decoded text into complete records (quote-balanced lines) and parse them.
+        """Cut decoded text into complete records and parse them.
+
+        A line break ends a record unless it falls inside a quoted field; `_QuoteScanner` tells,
+        following the `csv` module's own reading of quotes.
 
         `self._row` is the row number of the last record cut; records are parsed in order.
         """
@@ -473,10 +513,18 @@ class ContactCsvParser:
             text = text[cut + 1 :]
         lines = (self._tail + text).split(self._newline)
         self._tail = lines.pop()
+        if self._quotes is None:
+            first = next((line for line in lines if line.strip()), None)
+            if first is None:
+                self._parse_records(lines)  # blank rows only, so far
+                return
+            self._quotes = _QuoteScanner(self._delimiter_for(first))
+        whole, ends_quoted = self._quotes.whole, self._quotes.ends_quoted
         records: list[str] = []
         for line in lines:
             if self._pending is None:
-                if line.count('"') % 2 == 0:  # the common case: a whole record on one line
+                # The common cases, at C speed: no quote at all, or well-formed quoted fields.
+                if '"' not in line or whole(line) or not ends_quoted(line, False):
                     if len(line) > self._max_record:
                         self._parse_records(records)
                         records = []
@@ -487,20 +535,18 @@ class ContactCsvParser:
                         continue
                     records.append(line)
                     continue
-                # An open quote: the record goes on over the next lines. Parse what came before
-                # first, so rows stay in order.
+                # A quoted field goes on over the next lines. Parse what came before first, so
+                # rows stay in order.
                 self._parse_records(records)
                 records = []
                 self._row += 1
                 self._pending = [line]
-                self._pending_quotes = line.count('"')
                 self._pending_size = len(line)
                 self._pending_row = self._row
                 continue
             self._pending.append(line)
-            self._pending_quotes += line.count('"')
             self._pending_size += len(line) + 1
-            if self._pending_quotes % 2 == 0:
+            if not ends_quoted(line, True):
                 record, self._pending = self._newline.join(self._pending), None
                 self._parse_records([record], first_row=self._pending_row)
             elif self._pending_size > self._max_record:

@@ -290,6 +290,32 @@ def test_rows_are_numbered_as_a_spreadsheet_shows_them() -> None:
     assert [e.row for e in errors_of(batches)] == [5]
 
 
+@pytest.mark.parametrize(
+    ("line", "note"),
+    [
+        ('a@example.com,5" screen', '5" screen'),  # a quote inside an unquoted field is a quote
+        ('a@example.com,say "hi"', 'say "hi"'),
+        ('"a@example.com","fully, quoted"', "fully, quoted"),
+        ('"a@example.com","with ""doubled"" quotes"', 'with "doubled" quotes'),
+        ('a@example.com,"closed" then more', "closed then more"),  # as the csv module reads it
+        ('a@example.com,"two\nlines"', "two\nlines"),
+        (
+            'a@example.com,"ends with quote ""\n"" on next line"',
+            'ends with quote "\n" on next line',
+        ),
+        ('a@example.com, "space first', '"space first'),  # not at the field's start: literal
+    ],
+)
+def test_quotes_are_read_as_the_csv_module_reads_them(line: str, note: str) -> None:
+    data = f"email,note\n{line}\nb@example.com,next\n".encode()
+    batches = run(data)
+    assert errors_of(batches) == []
+    assert [(r.row, r.email, r.attributes.get("note")) for r in rows_of(batches)] == [
+        (2, "a@example.com", note),
+        (3, "b@example.com", "next"),
+    ]
+
+
 def test_an_unclosed_quote_costs_one_row_not_the_file() -> None:
     lines = ["email,note", 'a@example.com,"never closed'] + [
         f"x{i}@example.com,n" for i in range(50)
