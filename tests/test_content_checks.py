@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -843,3 +845,53 @@ async def test_content_checks_with_a_real_spamd(real_spamd: SpamdClient) -> None
     )
     assert report.spam is not None and report.spam.source == "spamd"
     assert report.spam.score < 5.0 and report.ok
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+TOKENS = [
+    "<table>",
+    "<tr>",
+    "<td>",
+    "</td>",
+    "</table>",
+    '<a href="',
+    '">',
+    "</a>",
+    "{{",
+    "}}",
+    "unsubscribe_url",
+    "<img src=x",
+    ' alt="',
+    "<!--",
+    "-->",
+    "&#",
+    "&amp",
+    "\x00",
+    "<style>@media (max-width:1px){",
+    "}</style>",
+    "<meta name=viewport content=",
+    '"',
+    "<mjml>",
+    "<mj-body>",
+    "</p>",
+    "<p>",
+    "<ul><li>",
+    "<h1>",
+    "<br/>",
+    " ",
+    "FREE!!",
+    "é",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_markup_never_crashes_the_checks(seed: int) -> None:
+    rng = random.Random(seed)
+    markup = "".join(rng.choice(TOKENS) for _ in range(rng.randrange(0, 400)))
+    subject = "".join(rng.choice(TOKENS) for _ in range(rng.randrange(0, 5)))
+    field = "mjml" if seed % 5 == 0 else "html"
+    report = check_content_sync(EmailContent(subject=subject, **{field: markup}))
+    assert all(r.severity in (Severity.ERROR, Severity.WARNING) for r in report.results)
+    assert all(r.message for r in report.results)
+    json.dumps(report.to_dict())  # JSON-ready whatever came in

@@ -4,6 +4,7 @@ boundaries anywhere, bounded memory on a million rows."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import textwrap
@@ -483,3 +484,45 @@ def test_a_million_rows_stream_in_bounded_memory() -> None:
     assert (result["valid"], result["invalid"]) == (990_000, 10_000)
     assert result["bytes"] > 200e6
     assert result["rss_growth"] < 64e6, result
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+ALPHABET = [
+    b",",
+    b";",
+    b'"',
+    b'""',
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"\xa9",
+    b"a",
+    b"@",
+    b".",
+    b"x@y.example",
+    b" ",
+    b"\t",
+    b"\xef\xbb\xbf",
+    b"email",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_bytes_never_crash_the_importer(seed: int) -> None:
+    rng = random.Random(seed)
+    body = b"".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 3000)))
+    data = (b"email,note\n" if seed % 2 else b"") + body
+    try:
+        batches = run(data, chunk=rng.choice([1, 7, 100, 4096]), max_record_bytes=500)
+    except CsvFormatError:
+        return
+    assert batches[-1].final
+    for row in rows_of(batches):
+        assert normalize_address(row.email) == row.email
+    progress = batches[-1].progress
+    assert progress.rows_read == progress.rows_valid + progress.rows_invalid
+    assert progress.bytes_read == len(data)
