@@ -32,9 +32,9 @@ lines (a quoted line break) is one row, blank rows count and are skipped silentl
 Per-row errors (the row is left out, the import goes on): an invalid address (with the reason),
 a duplicate address (naming the first row), an over-long value, a bad consent time, IP or
 opt-in flag, a row with more values than the header, an unterminated quote or a row over
-`max_record_bytes`. File-level problems (no header, no email column, the same field twice, a
-binary file) raise `CsvFormatError` before any row; so does, where it occurs, a byte that is not
-valid in an encoding without fallback (UTF-16, or one the caller named).
+`max_record_bytes` characters. File-level problems (no header, no email column, the same field
+twice, a binary file) raise `CsvFormatError` before any row; so does, where it occurs, a byte
+that is not valid in an encoding without fallback (UTF-16, or one the caller named).
 """
 
 from __future__ import annotations
@@ -304,9 +304,9 @@ class ContactCsvParser:
 
     Options: `total_bytes` (for `progress.fraction`), `batch_size` (rows + errors per batch),
     `mapping` (header → field, "attribute:NAME" or None), `delimiter` and `encoding` (skip
-    detection), `dedupe` (report duplicate addresses, default on), `max_record_bytes` (longest
-    row accepted). After the header is read, `columns`, `encoding` and `delimiter` say what was
-    used.
+    detection), `dedupe` (report duplicate addresses, default on), `max_record_bytes` (the
+    longest row accepted, in characters: it bounds what one row can make the parser hold).
+    After the header is read, `columns`, `encoding` and `delimiter` say what was used.
     """
 
     def __init__(
@@ -530,7 +530,7 @@ class ContactCsvParser:
                         records = []
                         self._row += 1
                         self._fail_record(
-                            self._row, f"the row is longer than {self._max_record} bytes"
+                            self._row, f"the row is longer than {self._max_record} characters"
                         )
                         continue
                     records.append(line)
@@ -553,19 +553,21 @@ class ContactCsvParser:
                 self._pending = None
                 self._fail_record(
                     self._pending_row,
-                    f"a quoted field is not closed within {self._max_record} bytes",
+                    f"a quoted field is not closed within {self._max_record} characters",
                 )
         self._parse_records(records)
         if len(self._tail) + (self._pending_size if self._pending else 0) > self._max_record:
             # A line that does not end: refuse the row, skip to the next line break.
             if self._pending is None:
                 self._row += 1
-                self._fail_record(self._row, f"the row is longer than {self._max_record} bytes")
+                self._fail_record(
+                    self._row, f"the row is longer than {self._max_record} characters"
+                )
             else:
                 self._pending = None
                 self._fail_record(
                     self._pending_row,
-                    f"a quoted field is not closed within {self._max_record} bytes",
+                    f"a quoted field is not closed within {self._max_record} characters",
                 )
             self._tail = ""
             self._skipping_long_line = True

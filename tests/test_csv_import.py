@@ -324,7 +324,7 @@ def test_an_unclosed_quote_costs_one_row_not_the_file() -> None:
     data = ("\n".join(lines) + "\n").encode()
     batches = run(data, max_record_bytes=300)
     (error,) = errors_of(batches)
-    assert error.row == 2 and "not closed within 300 bytes" in error.message
+    assert error.row == 2 and "not closed within 300 characters" in error.message
     # The lines swallowed by the open quote are lost with it; everything after is imported.
     emails = [r.email for r in rows_of(batches)]
     assert emails[-1] == "x49@example.com" and len(emails) > 30
@@ -341,7 +341,7 @@ def test_a_line_without_end_is_refused_within_the_record_limit() -> None:
     batches = run(data, chunk=512, max_record_bytes=1000)
     assert [r.email for r in rows_of(batches)] == ["a@example.com", "b@example.com"]
     (error,) = errors_of(batches)
-    assert error.row == 3 and "longer than 1000 bytes" in error.message
+    assert error.row == 3 and "longer than 1000 characters" in error.message
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64, 4096])
