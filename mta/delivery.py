@@ -23,6 +23,7 @@ import asyncpg
 from mta import metrics, queue
 from mta.budget import SharedBudget
 from mta.config import Config
+from mta.connection_slots import ConnectionSlots
 from mta.dkim import DkimError, DkimSigners
 from mta.dns import Resolver
 from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
@@ -98,15 +99,18 @@ class DeliveryEngine:
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        self._slots = ConnectionSlots(db, node)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._slots.release_all()  # a restarted node holds no connection
         await self._listen()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._slot_loop(), name="connection-slots"),
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -135,6 +139,8 @@ class DeliveryEngine:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._slots.release_all()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -229,20 +235,19 @@ class DeliveryEngine:
             task.add_done_callback(self._routing.discard)
 
     async def _drop_suppressed(self, claimed: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
-        """Suppressed recipients are never contacted (checked again at delivery time)."""
-        by_company: dict[int, list[ClaimedRecipient]] = {}
-        for c in claimed:
-            by_company.setdefault(c.company_id, []).append(c)
+        """Suppressed (and unsubscribed marketing) recipients are never contacted: checked again
+        at delivery time, since the list may have changed while the row waited."""
+        if not claimed:
+            return claimed
+        blocked = await queue.blocked_recipients(self._db, [c.id for c in claimed])
         live = []
-        for company_id, rows in by_company.items():
-            hits = await queue.suppressed_among(self._db, company_id, [r.recipient for r in rows])
-            for r in rows:
-                reason = hits.get(r.recipient.lower())
-                if reason is None:
-                    live.append(r)
-                else:
-                    reply = REPLY_SUPPRESSED.format(reason=reason)
-                    self._record(r, RecipientState.SUPPRESSED, 550, reply, None, counts=False)
+        for c in claimed:
+            reason = blocked.get(c.id)
+            if reason is None:
+                live.append(c)
+            else:
+                reply = REPLY_SUPPRESSED.format(reason=reason)
+                self._record(c, RecipientState.SUPPRESSED, 550, reply, None, counts=False)
         return live
 
     async def _messages(self, ids: set[int]) -> dict[int, tuple[StoredMessage, bytes]]:
@@ -309,6 +314,7 @@ class DeliveryEngine:
                 share=self._share,
                 source_addresses=pool.source_addresses,
                 budget=budget,
+                slots=self._slots,
             )
             self._sites[destination.site] = site
         site.domains.add(domain)
@@ -372,6 +378,15 @@ class DeliveryEngine:
                 await asyncio.wait_for(self._flushed.wait(), 0.05)
             self._flushed.clear()
             await self._flush()
+
+    async def _slot_loop(self) -> None:
+        """Keep the shared connection slots of open connections leased."""
+        while True:
+            await asyncio.sleep(self._slots.lease / 3)
+            try:
+                await self._slots.renew()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery: connection slot upkeep failed: %s", exc)
 
     async def _lease_loop(self) -> None:
         d = self._config.delivery

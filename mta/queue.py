@@ -9,7 +9,7 @@ that dies leaves leases that `retake_expired_leases` gives back to the queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,6 +61,9 @@ class Submission:
     eight_bit: bool = False
     priority: int = 0  # 0 transactional, 1 bulk
     hold: bool = False
+    category: str = "transactional"  # or "marketing": honours unsubscriptions
+    campaign_id: int | None = None
+    list_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,9 @@ async def enqueue(
         submission.priority,
         max_age,
         "held" if submission.hold else "queued",
+        submission.category,
+        submission.campaign_id,
+        submission.list_id,
     )
     return [QueuedRecipient(r["id"], r["message_id"], r["recipient"], r["state"]) for r in rows]
 
@@ -165,11 +171,13 @@ async def fetch_messages(db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[in
     return {r["id"]: StoredMessage(**dict(r)) for r in rows}
 
 
-async def suppressed_among(
-    db: asyncpg.Pool | asyncpg.Connection, company_id: int, addresses: Sequence[str]
-) -> dict[str, str]:
-    rows = await db.fetch(SQL["suppressed-among"], company_id, [a.lower() for a in addresses])
-    return {r["address"]: r["reason"] for r in rows}
+async def blocked_recipients(
+    db: asyncpg.Pool | asyncpg.Connection, recipient_ids: Sequence[int]
+) -> dict[int, str]:
+    """Recipient rows that must not be contacted (suppressed, or unsubscribed marketing), with
+    the reason."""
+    rows = await db.fetch(SQL["blocked-recipients"], list(recipient_ids))
+    return {r["id"]: r["reason"] for r in rows}
 
 
 async def record_outcomes(
@@ -230,6 +238,14 @@ async def recipient_status(
     return status
 
 
+OPERATOR_ACTIONS = {
+    "retry": ("queued", "deferred"),
+    "hold": ("queued", "deferred"),
+    "release": ("held",),
+    "delete": ("queued", "deferred", "held"),
+}
+
+
 async def operate(
     db: asyncpg.Pool | asyncpg.Connection,
     action: str,
@@ -237,11 +253,23 @@ async def operate(
     domain: str | None = None,
     company_id: int | None = None,
     ids: Sequence[int] | None = None,
+    batch: int = 10_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Operator actions: retry, hold, release or delete matching recipients; returns count."""
-    if action not in ("retry", "hold", "release", "delete"):
+    """Operator actions: retry, hold, release or delete matching recipients, in batches of
+    `batch` rows (one short transaction each); `progress(done, candidates)` after each batch.
+    Returns how many recipients were changed."""
+    if action not in OPERATOR_ACTIONS:
         raise ValueError(f"unknown queue action {action!r}")
-    rows = await db.fetch(
-        SQL[f"queue-{action}"], domain, company_id, list(ids) if ids is not None else None
+    filters = (domain, company_id, list(ids) if ids is not None else None)
+    candidates = await db.fetchval(
+        SQL["queue-action-candidates"], *filters, list(OPERATOR_ACTIONS[action])
     )
-    return len(rows)
+    done = 0
+    while True:
+        rows = await db.fetch(SQL[f"queue-{action}"], *filters, batch)
+        done += len(rows)
+        if progress is not None:
+            progress(done, max(candidates, done))
+        if len(rows) < batch:
+            return done

@@ -9,15 +9,19 @@ Jobs wait in a fair queue: transactional before bulk, round-robin between compan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from mta import metrics
 from mta.budget import SharedBudget
 from mta.config import DeliveryConfig, DomainLimits
+from mta.connection_slots import ConnectionSlots
 from mta.dns import DnsError, Resolver
 from mta.queue import ClaimedRecipient, StoredMessage
 from mta.routing import Destination, Hop
@@ -61,6 +65,7 @@ class Site:
         share: int = 1,
         source_addresses: tuple[str, ...] = (),
         budget: SharedBudget | None = None,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         self.key = key
         self.destination = destination
@@ -72,12 +77,16 @@ class Site:
         # Connections take the pool's source addresses in turn.
         self._sources = itertools.cycle(source_addresses) if source_addresses else None
         self._budget = budget
+        self._slots = slots
         rate = Rate.parse(limits.rate) if limits.rate else None
         if rate is not None and share > 1 and budget is None:
             rate = Rate(rate.count / share, rate.per)  # this process's share of the budget
         self.messages_per_connection = max(1, limits.messages_per_connection)
+        # With shared slots the database holds the limit across processes and daemons; without,
+        # each of this daemon's processes takes its share.
+        local_connections = limits.connections if slots else limits.connections // share
         self.throttle = SiteThrottle(
-            connections=max(1, limits.connections // share),
+            connections=max(1, local_connections),
             messages_per_connection=self.messages_per_connection,
             rate=rate,
         )
@@ -178,6 +187,33 @@ class Site:
         return self.queue.pop()
 
     async def _connection(self) -> None:
+        slot = await self._take_slot()
+        if slot is None and self._slots is not None:
+            return
+        try:
+            if self.queue:  # other connections may have taken the work while we waited
+                await self._deliver_on_new_connection()
+        finally:
+            if slot is not None:
+                with contextlib.suppress(OSError, asyncpg.PostgresError):
+                    await self._slots.release(self.key, slot)
+
+    async def _take_slot(self) -> int | None:
+        """A shared connection slot, waiting while there is work; None when not shared."""
+        if self._slots is None:
+            return None
+        try:
+            return await self._slots.wait_for(
+                self.key,
+                lambda: self.throttle.effective_connections,
+                lambda: bool(self.queue) and not self._stopping,
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("site %s: no connection slot (%s)", self.key, exc)
+            await asyncio.sleep(1.0)  # the database is away; do not spin
+            return None
+
+    async def _deliver_on_new_connection(self) -> None:
         try:
             conn = await self._open()
         except ConnectFailed as exc:

@@ -1,25 +1,36 @@
 -- name: enqueue-message
 -- Stores one message body and a row per envelope recipient, in one statement (one commit).
--- Recipients already suppressed for the company start as 'suppressed' and are never sent.
+-- Recipients already suppressed for the company start as 'suppressed' and are never sent; so do
+-- marketing recipients unsubscribed from all the company's lists or from the message's list.
 -- $1 company_id, $2 credential_id, $3 mail_from, $4 from_domain, $5 message_id header,
 -- $6 body, $7 smtputf8, $8 eight_bit, $9 recipients[], $10 domains[], $11 priority,
--- $12 max age (seconds), $13 initial state ('queued' or 'held')
+-- $12 max age (seconds), $13 initial state ('queued' or 'held'), $14 category,
+-- $15 campaign_id, $16 list_id
 -- Notifies channel sendmill_queue on commit so idle delivery nodes wake at once.
 WITH m AS (
     INSERT INTO messages (company_id, credential_id, mail_from, from_domain, message_id,
-                          body, size, smtputf8, eight_bit)
-    VALUES ($1, $2, $3, $4, $5, $6::bytea, octet_length($6::bytea), $7, $8)
+                          body, size, smtputf8, eight_bit, category, campaign_id, list_id)
+    VALUES ($1, $2, $3, $4, $5, $6::bytea, octet_length($6::bytea), $7, $8,
+            $14::message_category, $15, $16)
     RETURNING id
 )
 INSERT INTO recipients (message_id, company_id, recipient, domain, priority, state, expires_at,
                         last_reply)
 SELECT m.id, $1, r.recipient, r.domain, $11,
-       CASE WHEN s.address IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
+       CASE WHEN block.reason IS NULL THEN $13::recipient_state ELSE 'suppressed' END,
        now() + make_interval(secs => $12),
-       CASE WHEN s.address IS NULL THEN NULL ELSE 'suppressed: ' || s.reason END
+       CASE WHEN block.reason IS NULL THEN NULL ELSE 'suppressed: ' || block.reason END
 FROM m, (SELECT pg_notify('sendmill_queue', '')) AS wake,
      unnest($9::text[], $10::text[]) WITH ORDINALITY AS r(recipient, domain, n)
-LEFT JOIN suppressions s ON s.company_id = $1 AND s.address = lower(r.recipient)
+LEFT JOIN LATERAL (
+    SELECT s.reason FROM suppressions s
+    WHERE s.company_id = $1 AND s.address = lower(r.recipient)
+    UNION ALL
+    SELECT 'unsubscribed' FROM unsubscriptions u
+    WHERE $14 = 'marketing' AND u.company_id = $1 AND u.address = lower(r.recipient)
+      AND u.list_id IN (0, coalesce($16, 0))
+    LIMIT 1
+) block ON true
 ORDER BY r.n
 RETURNING id, message_id, recipient, state::text;
 
@@ -81,10 +92,19 @@ SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight
 FROM messages
 WHERE id = ANY ($1::bigint[]);
 
--- name: suppressed-among
--- Which of the addresses $2 (lower-cased) company $1 has suppressed.
-SELECT address, reason FROM suppressions
-WHERE company_id = $1 AND address = ANY ($2::text[]);
+-- name: blocked-recipients
+-- Which of the recipient rows $1 must not be contacted, and why: the address is suppressed for
+-- the company, or the mail is marketing and the address left all lists or the message's list.
+SELECT r.id, coalesce(s.reason, 'unsubscribed') AS reason
+FROM recipients r
+JOIN messages m ON m.id = r.message_id
+LEFT JOIN suppressions s ON s.company_id = r.company_id AND s.address = lower(r.recipient)
+WHERE r.id = ANY ($1::bigint[])
+  AND (s.address IS NOT NULL
+       OR (m.category = 'marketing' AND EXISTS (
+               SELECT 1 FROM unsubscriptions u
+               WHERE u.company_id = r.company_id AND u.address = lower(r.recipient)
+                 AND u.list_id IN (0, coalesce(m.list_id, 0)))));
 
 -- name: record-outcomes
 -- Applies a batch of attempt outcomes and records each attempt. Only rows still leased by node
@@ -139,47 +159,80 @@ WHERE r.id = $1 AND r.company_id = $2;
 SELECT at, mx, code, reply, outcome::text, duration_ms, node
 FROM attempts WHERE recipient_id = $1 ORDER BY id;
 
+-- Operator actions. Each handles at most $4 matching recipients per call (the CLI repeats
+-- until a call returns fewer, showing progress), so a million-row action never holds one huge
+-- transaction. Filters: $1 domain or NULL, $2 company or NULL, $3 ids or NULL.
+-- Rows being delivered right now are skipped (SKIP LOCKED), never waited for.
+
 -- name: queue-retry
--- Makes matching deferred/queued recipients due now. $1 domain or NULL, $2 company or NULL,
--- $3 ids or NULL.
-UPDATE recipients SET next_attempt_at = now(), updated_at = now()
-WHERE state IN ('queued', 'deferred')
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+-- Makes matching deferred/queued recipients due now (rows already due are left alone, which is
+-- also what lets the batches end).
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state IN ('queued', 'deferred') AND next_attempt_at > now()
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET next_attempt_at = now(), updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-hold
 -- Holds matching queued/deferred recipients: never attempted until released.
-UPDATE recipients SET state = 'held', updated_at = now()
-WHERE state IN ('queued', 'deferred')
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state IN ('queued', 'deferred')
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET state = 'held', updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-release
 -- Releases held recipients: due now.
-UPDATE recipients SET state = 'queued', next_attempt_at = now(), updated_at = now()
-WHERE state = 'held'
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state = 'held'
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET state = 'queued', next_attempt_at = now(), updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-delete
--- Deletes matching recipients that are not being delivered right now; the operator's
--- explicit decision (it is recorded as an attempt with outcome 'bounced' first).
-WITH d AS (
+-- Gives up on matching recipients that are not being delivered right now: the operator's
+-- explicit decision, final as a bounce with a reply that says so.
+WITH batch AS (
     SELECT id FROM recipients
     WHERE state IN ('queued', 'deferred', 'held')
       AND ($1::text IS NULL OR domain = $1)
       AND ($2::bigint IS NULL OR company_id = $2)
       AND ($3::bigint[] IS NULL OR id = ANY ($3))
-    FOR UPDATE
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
 )
 UPDATE recipients r
 SET state = 'bounced', last_reply = '550 5.0.0 deleted from the queue by the operator',
     finished_at = now(), updated_at = now()
-FROM d WHERE r.id = d.id
+FROM batch WHERE r.id = batch.id
 RETURNING r.id;
+
+-- name: queue-action-candidates
+-- How many recipients an operator action may touch (for its progress display).
+-- $1 domain or NULL, $2 company or NULL, $3 ids or NULL, $4 states.
+SELECT count(*) FROM recipients
+WHERE state = ANY ($4::recipient_state[])
+  AND ($1::text IS NULL OR domain = $1)
+  AND ($2::bigint IS NULL OR company_id = $2)
+  AND ($3::bigint[] IS NULL OR id = ANY ($3));
