@@ -425,11 +425,11 @@ def generated(rows: int, *, notes: int = 0) -> Iterator[bytes]:
         ).encode()
 
 
-def _traced_peak(rows: int) -> int:
+def _traced_peak(rows: int, *, dedupe: bool = False) -> int:
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        for batch in import_csv(generated(rows), dedupe=False, batch_size=1000):
+        for batch in import_csv(generated(rows), dedupe=dedupe, batch_size=1000):
             assert batch.rows or batch.errors or batch.final
         return tracemalloc.get_traced_memory()[1]
     finally:
@@ -442,6 +442,8 @@ def test_peak_memory_does_not_grow_with_the_file_tracemalloc() -> None:
     # where holding the rows would add ~15 MB.
     assert large - small < 256 * 1024, (small, large)
     assert large < 4 * 1024 * 1024
+    # Duplicate detection costs at most 64 bytes an address (a set of the strings: over 100).
+    assert _traced_peak(40_000, dedupe=True) - large < 40_000 * 64
 
 
 MILLION = """
