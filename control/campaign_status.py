@@ -9,11 +9,12 @@ HTTP layer maps to a status code (`TransitionNotAllowed`, `ApprovalRequired` and
 
 Status (blueprint §6.3 "draft → scheduled → sent → completed", with paused and cancelled):
 
-    draft ──► scheduled ──► sending ──► sent ──► completed
-      │  ◄──────┘  │  ▲        │  ▲
-      │            ▼  │        ▼  │
-      │           paused ◄─────┘──┘          (paused resumes to scheduled or sending)
-      └──────► cancelled ◄── scheduled, sending, paused
+    draft      → scheduled, sending (send now), cancelled
+    scheduled  → sending, draft (unschedule), paused, cancelled
+    sending    → sent, paused, cancelled
+    paused     → scheduled, sending (resume), cancelled
+    sent       → completed
+    completed, cancelled: final
 
 `TRANSITIONS` is the only list of allowed moves; `transition()` enforces it and the approval
 gate: a campaign that needs approval cannot enter `scheduled` or `sending` until approved.
