@@ -99,3 +99,53 @@ async def test_keep_alive_connections_serve_many_requests(server):
         assert (await client.get("/metrics")).status_code == 200
     await server.writer.flush()
     assert await server.writer._db.fetchval("SELECT count(*) FROM tracking_events") == 40
+
+
+async def test_metrics_show_requests_events_machine_share_buffer_and_writes(server):
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    watched = {
+        "recorded": (
+            "sendmill_tracker_requests_total",
+            {"endpoint": "open", "outcome": "recorded"},
+        ),
+        "invalid": ("sendmill_tracker_requests_total", {"endpoint": "open", "outcome": "invalid"}),
+        "head": ("sendmill_tracker_requests_total", {"endpoint": "click", "outcome": "head"}),
+        "human": ("sendmill_tracker_events_total", {"kind": "open", "machine": "false"}),
+        "machine": ("sendmill_tracker_events_total", {"kind": "open", "machine": "true"}),
+        "apple": (
+            "sendmill_tracker_machine_events_total",
+            {"kind": "open", "reason": "apple_mail_privacy_protection"},
+        ),
+        "written": ("sendmill_tracker_events_written_total", {}),
+        "writes": ("sendmill_tracker_write_seconds_count", {}),
+    }
+    before = {key: value(name, **labels) for key, (name, labels) in watched.items()}
+    open_token, click_token = _tokens(server)
+    base = f"http://{server.config.tracker.listen}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        await client.get(f"/o/{open_token}", headers={"User-Agent": "Mozilla/5.0 (X11) Firefox"})
+        await client.get(f"/o/{open_token}", headers={"User-Agent": "Mozilla/5.0"})
+        await client.get("/o/not-a-token")
+        await client.head(f"/c/{click_token}")
+        deadline = time.monotonic() + 5
+        while value(watched["written"][0]) < before["written"] + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the writer publishes counts as it runs
+        text = (await client.get("/metrics")).text
+    after = {key: value(name, **labels) for key, (name, labels) in watched.items()}
+    delta = {key: after[key] - before[key] for key in watched}
+    assert delta == {
+        "recorded": 2,
+        "invalid": 1,
+        "head": 1,
+        "human": 1,
+        "machine": 1,
+        "apple": 1,
+        "written": 2,
+        "writes": delta["writes"],
+    }
+    assert delta["writes"] >= 1
+    assert "sendmill_tracker_buffer_depth" in text and "sendmill_tracker_write_seconds" in text
