@@ -10,6 +10,7 @@ read as a TOML value when it parses as one (numbers, booleans, arrays), else as 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -78,6 +79,8 @@ class SmtpConfig:
     max_recipients: int = 1000
     plaintext_auth_on_loopback: bool = True
     timeout: float = 300.0
+    # Client networks that may submit without AUTH, like Postfix's mynetworks: hosts you run.
+    trusted_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,8 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{key}: expected a non-empty list of durations")
             value = tuple(parse_duration(v, key) for v in value)
+        elif name == "trusted_networks":
+            value = _networks(value, key)
         elif name == "resolvers" or name == "source_addresses":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key}: expected a list of strings")
@@ -290,6 +295,15 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             value = _check_scalar(value, expected, key)
         values[name] = value
     return cls(**values)
+
+
+def _networks(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{key}: expected a list of networks such as "10.0.0.0/8"')
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check_scalar(value: Any, expected: Any, key: str) -> Any:
