@@ -49,6 +49,7 @@ from mta.compose import POLICY, ComposeError
 from mta.credentials import Credential
 from mta.queries import Queries
 from mta.queue import ClaimedRecipient, StoredMessage, Submission
+from mta.verp import Verp
 from tracker.tokens import MAX_URL, Token, TokenCodec, TokenError, TokenKind
 
 log = logging.getLogger("sendmill.tracker")
@@ -85,10 +86,14 @@ class Tracking:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Where the tracker answers, and the bounce domain for the `mailto:` unsubscribe."""
+    """Where the tracker answers, and the return path for the `mailto:` unsubscribe."""
 
     base_url: str
-    mailto_domain: str | None = None  # None: no mailto: in List-Unsubscribe
+    # The `mailto:` of List-Unsubscribe is the recipient's own VERP address with the subject
+    # "unsubscribe": the bounce listener already accepts it (and only it) and files it under the
+    # recipient row, where the bounce processor acts on it through mta.unsubscriptions. None:
+    # https only.
+    verp: Verp | None = None
 
     def url(self, prefix: str, token: str) -> str:
         return f"{self.base_url}/{prefix}/{token}"
@@ -218,10 +223,8 @@ class RecipientLinks:
 
     def list_unsubscribe(self) -> str:
         value = f"<{self.unsubscribe()}>"
-        if self.links.mailto_domain:
-            # local parts may be case-folded on the way: only lower-case-safe characters
-            local = "unsubscribe+" + self.unsubscribe_token().encode().hex()
-            value += f", <mailto:{local}@{self.links.mailto_domain}>"
+        if self.links.verp is not None:
+            value += f", <mailto:{self.links.verp.address(self.recipient_id)}?subject=unsubscribe>"
         return value
 
 
