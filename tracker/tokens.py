@@ -116,7 +116,20 @@ def derive_key(secret: bytes) -> bytes:
     return hmac.digest(secret, _KEY_LABEL, "sha256")
 
 
+_DEFLATED: dict[bytes, bytes] = {}
+
+
 def _deflate(url: bytes) -> bytes:
+    """Deflated `url`, remembered: every recipient of a campaign gets the same links."""
+    packed = _DEFLATED.get(url)
+    if packed is None:
+        if len(_DEFLATED) >= _INFLATED_MAX:
+            _DEFLATED.clear()
+        packed = _DEFLATED[url] = _deflate_once(url)
+    return packed
+
+
+def _deflate_once(url: bytes) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     return packer.compress(url) + packer.flush()
 
