@@ -245,3 +245,39 @@ async def test_mailto_unsubscribe_is_the_recipients_return_path(
     assert not errors
     stored = await daemon.db.fetchrow("SELECT recipient_id, body FROM inbound_messages")
     assert stored["recipient_id"] == recipient_id and b"Subject: unsubscribe" in stored["body"]
+
+
+async def test_raw_submissions_ask_for_tracking_in_the_query(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    from email.message import EmailMessage
+
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    key = await _api_key(daemon)
+    raw = EmailMessage()
+    raw["From"] = f"news@{TEST_DOMAIN}"
+    raw["To"] = "hal@dest.test"
+    raw["Subject"] = "Raw"
+    raw.set_content("plain")
+    raw.add_alternative('<p><a href="https://shop.example.com/raw">raw</a></p>', subtype="html")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "message/rfc822"}
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        for query, field in (("tracking=everything", "tracking"), ("list_id=x", "list_id")):
+            bad = await client.post(f"/api/v1/messages?{query}", headers=headers, content=b"x")
+            assert bad.status_code == 422 and bad.json()["details"]["field"] == field
+        response = await client.post(
+            "/api/v1/messages?category=marketing&list_id=9&tracking=clicks",
+            headers=headers,
+            content=raw.as_bytes(),
+        )
+    assert response.status_code == 202, response.text
+    assert await _wait_state(daemon, response.json()["recipients"][0]["id"]) == "delivered"
+    msg = email.message_from_bytes(mx.messages[0].data, policy=email.policy.default)
+    html_part = msg.get_body(("html",)).get_content()
+    base = daemon.config.tracker.base_url
+    assert f'href="{base}/c/' in html_part and f"{base}/o/" not in html_part  # clicks only
+    assert msg["List-Unsubscribe"].startswith(f"<{base}/u/")
+    assert await daemon.db.fetchval("SELECT list_id FROM messages") == 9
