@@ -195,9 +195,26 @@ class Daemon:
             max_age=config.delivery.max_age,
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
+            mounts=self._webhook_routes(),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         self.sampler_task = asyncio.create_task(self._sample_queue())
+
+    def _webhook_routes(self) -> list:
+        """The bounce package's provider webhooks, mounted at /webhooks on the HTTP API."""
+        from starlette.routing import Mount
+
+        from bounce.webhooks import Webhooks, WebhookSecrets
+
+        b = self.config.bounce
+        assert self.db is not None
+        secrets = WebhookSecrets(
+            b.webhook_sns_cert_url,
+            b.webhook_sendgrid_public_key,
+            b.webhook_mailgun_signing_key,
+            b.webhook_postmark_credentials,
+        )
+        return [Mount("/webhooks", routes=Webhooks(self.db, secrets).routes)]
 
     async def _sample_queue(self) -> None:
         """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""
