@@ -38,7 +38,7 @@ async def _with_db(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if config.delivery.processes > 1:
+    if config.delivery.processes > 1 or config.tracker.processes > 1:
         # prometheus-client picks its multiprocess storage at import: set it up first.
         metrics_dir = config.state_path.absolute() / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +152,7 @@ def cmd_credentials_revoke(args: argparse.Namespace) -> int:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from mta import queue
+    from mta.progress import Progress
 
     config = load_config(args.config)
     action = getattr(args, "action", None)
@@ -169,9 +170,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 )
                 if company_id is None:
                     raise ConfigError(f"no company named {args.company!r}")
-            return await queue.operate(
-                db, action, domain=args.domain, company_id=company_id, ids=ids
+            progress = Progress(f"queue {action}")
+            done = await queue.operate(
+                db,
+                action,
+                domain=args.domain,
+                company_id=company_id,
+                ids=ids,
+                progress=progress.update,
             )
+            progress.finish(done)
+            return done
 
         n = asyncio.run(_with_db(config, work))
         print(f"{action}: {n} recipient{'s' if n != 1 else ''}")
@@ -316,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default=os.environ.get("SENDMILL_SMTP_PASSWORD"))
     p.add_argument("--server", help="host:port (default: smtp.listen from the config)")
     p.set_defaults(func=cmd_send)
+
+    # The control API's commands live with it (control/cli.py); only this hook knows them.
+    from control.cli import add_commands
+
+    add_commands(sub, _add_config)
 
     # The bounce package's commands (bounce parse, suppressions): its only entry point here.
     from bounce.cli import register as register_bounce

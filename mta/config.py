@@ -10,6 +10,7 @@ read as a TOML value when it parses as one (numbers, booleans, arrays), else as 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -78,6 +79,8 @@ class SmtpConfig:
     max_recipients: int = 1000
     plaintext_auth_on_loopback: bool = True
     timeout: float = 300.0
+    # Client networks that may submit without AUTH, like Postfix's mynetworks: hosts you run.
+    trusted_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,45 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class TrackerConfig:
+    """Opens, clicks and unsubscribe (the `tracker` package); documented in the config files."""
+
+    listen: str | None = "127.0.0.1:8090"
+    base_url: str = "http://127.0.0.1:8090"
+    secret: str | None = None
+    previous_secret: str | None = None
+    processes: int = 1
+    trust_forwarded_for: bool = False
+    buffer_size: int = 100_000
+    batch_size: int = 500
+    flush_interval: float = 0.1
+    unsubscribe_mailto: bool = False
+    machine_rules: str | None = None
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The control API (control/): its own listener, tokens, throttles and limits."""
+
+    listen: str | None = "127.0.0.1:8080"
+    # HS256 key for access tokens; absent: derived from the server secret.
+    jwt_secret: str | None = None
+    access_token_ttl: float = 900.0
+    refresh_token_ttl: float = 30 * 86400.0
+    # argon2id cost (RFC 9106): iterations and memory per password hash
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    login_max_failures: int = 5
+    login_lockout: float = 900.0
+    rate_limit: str = "1200/m"
+    rate_burst: int = 60
+    max_body_size: int = 1024 * 1024
+    max_import_size: int = 512 * 1024 * 1024
+    # SpamAssassin's spamd ("host:port") for content spam scores; absent: built-in rules.
+    spamd: str | None = None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -195,6 +237,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -238,6 +282,8 @@ _SECTIONS = {
     "delivery": DeliveryConfig,
     "dns": DnsConfig,
     "log": LogConfig,
+    "tracker": TrackerConfig,
+    "control": ControlConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -252,6 +298,8 @@ _DURATION_KEYS = {
     },
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
+    "tracker": {"flush_interval"},
+    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
 }
 
 
@@ -271,6 +319,8 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{key}: expected a non-empty list of durations")
             value = tuple(parse_duration(v, key) for v in value)
+        elif name == "trusted_networks":
+            value = _networks(value, key)
         elif name in ("resolvers", "source_addresses", "complaint_local_parts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key}: expected a list of strings")
@@ -280,6 +330,15 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             value = _check_scalar(value, expected, key)
         values[name] = value
     return cls(**values)
+
+
+def _networks(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{key}: expected a list of networks such as "10.0.0.0/8"')
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check_scalar(value: Any, expected: Any, key: str) -> Any:
@@ -398,6 +457,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("bounce.domain: required")
     for name in ("listen",):
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
+    if config.tracker.processes < 1:
+        raise ConfigError("tracker.processes: must be at least 1")
+    if not config.tracker.base_url.startswith(("https://", "http://")):
+        raise ConfigError("tracker.base_url: must be an http(s):// URL")
+    if config.control.listen is not None:
+        parse_hostport(config.control.listen, 8080, "control.listen")
+    _validate_rate(config.control.rate_limit, "control.rate_limit")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 

@@ -20,14 +20,16 @@ from mta.queries import Queries
 
 SQL = Queries("mta")
 API_KEY_PREFIX = "sm_"
-_CACHE_SECONDS = 30.0  # verified logins are remembered briefly: AUTH on every session is hot
+# Verified logins are remembered briefly (AUTH on every session is hot); a revoked credential
+# stops working on every daemon within this time.
+_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    id: int
+    id: int | None  # None for a client on a trusted network (smtp.trusted_networks)
     company_id: int
-    kind: str  # smtp | api
+    kind: str  # smtp | api | network
 
 
 @dataclass(frozen=True, slots=True)

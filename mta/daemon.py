@@ -92,6 +92,8 @@ def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
+    from tracker.server import delivery_preparer
+
     bounce = build_bounce_processor(config, db)
     engine = DeliveryEngine(
         config,
@@ -102,6 +104,7 @@ async def start_engine(
         node_name(config, index),
         share=share,
         listen_url=url,
+        preparer=delivery_preparer(config),
         observer=getattr(bounce, "observe_outcomes", None),
     )
     # Leases this node held before a crash are ours to take back now.
@@ -156,7 +159,11 @@ class Daemon:
     smtp: object | None = None
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
+    control: object | None = None  # the control API's uvicorn server (control/app.py)
+    control_app: object | None = None
+    control_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
+    tracker: object | None = None
     bounce: object | None = None  # bounce.processor.BounceProcessor
     ready: bool = False
 
@@ -167,6 +174,7 @@ class Daemon:
         self.db = await database.open_pool(config)
         await tenants.sync_sending_domains(self.db, config)
         await self._start_intake()
+        await self._start_tracker()
         await self._start_delivery()
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
@@ -174,6 +182,7 @@ class Daemon:
     async def _start_intake(self) -> None:
         from mta.http_api import create_app
         from mta.smtp_server import SmtpListeners
+        from tracker.server import submission_preparer
 
         config, db = self.config, self.db
         assert db is not None
@@ -195,9 +204,12 @@ class Daemon:
             max_age=config.delivery.max_age,
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
+            prepare=submission_preparer(config, db),
             mounts=self._webhook_routes(),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
+        if config.control.listen:
+            self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
     def _webhook_routes(self) -> list:
@@ -241,6 +253,29 @@ class Daemon:
         self.http = server
         await server.serve()
 
+    def _start_control(self) -> None:
+        """The control API (control/) on its own listener, sharing the pool."""
+        import uvicorn
+
+        from control.app import create_app as create_control_app
+
+        assert self.db is not None and self.config.control.listen
+        self.control_app = create_control_app(self.db, self.config, server_secret(self.config))
+        host, port = parse_hostport(self.config.control.listen, 8080, "control.listen")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.control_app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self.control = server
+        self.control_task = asyncio.create_task(server.serve())
+
     async def _is_ready(self) -> bool:
         if not self.ready or self.db is None:
             return False
@@ -249,6 +284,29 @@ class Daemon:
         except (OSError, asyncpg.PostgresError):
             return False
         return all(p.is_alive() for p in self.processes)
+
+    async def _start_tracker(self) -> None:
+        """The tracker's own listener: in this process, or in `tracker.processes` processes."""
+        from tracker.server import TrackerServer, tracker_process_main
+
+        config = self.config
+        if not config.tracker.listen:
+            return
+        if config.tracker.processes == 1:
+            assert self.db is not None
+            self.tracker = TrackerServer(config, self.db)
+            await self.tracker.start()
+            return
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(config.tracker.processes):
+            process = ctx.Process(
+                target=tracker_process_main,
+                args=(config, index),
+                name=f"sendmill-tracker-{index}",
+                daemon=False,
+            )
+            process.start()
+            self.processes.append(process)
 
     async def _start_delivery(self) -> None:
         config, db = self.config, self.db
@@ -280,11 +338,19 @@ class Daemon:
             await self.bounce.stop()  # type: ignore[attr-defined]
         if self.http is not None:
             self.http.should_exit = True
+        if self.control is not None:
+            self.control.should_exit = True
         if self.http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.http_task, grace)
+        if self.control_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.control_task, grace)
+            await self.control_app.state.services.hub.stop()
         for engine in self.engines:
             await engine.stop(grace)
+        if self.tracker is not None:
+            await self.tracker.stop(grace)
         for process in self.processes:
             if process.is_alive() and process.pid:
                 os.kill(process.pid, signal.SIGTERM)

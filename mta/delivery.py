@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -39,6 +40,17 @@ NOTIFY_CHANNEL = "sendmill_queue"
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
+
+
+class MessagePreparer(Protocol):
+    """Per-recipient message preparation before signing (the tracker's links and headers).
+    The daemon passes one; mta never imports its implementation."""
+
+    def needs_preparation(self, message: StoredMessage) -> bool:
+        """Cheap check: False keeps the message on the shared, signed-once fast path."""
+
+    def prepare(self, message: StoredMessage, recipient: ClaimedRecipient) -> bytes:
+        """The body this recipient gets (unsigned); never raises."""
 
 
 class BodyCache:
@@ -78,9 +90,11 @@ class DeliveryEngine:
         node: str,
         share: int = 1,
         listen_url: str | None = None,
+        preparer: MessagePreparer | None = None,
         observer: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self._config = config
+        self._preparer = preparer
         self._db = db
         self._resolver = resolver
         self._signers = signers
@@ -227,12 +241,19 @@ class DeliveryEngine:
         live = await self._drop_suppressed(live)
         messages = await self._messages({c.message_id for c in live})
         by_domain: dict[str, list[Job]] = {}
+        prepared = 0
         for c in live:
             cached = messages.get(c.message_id)
             if cached is None:  # message row gone (deleted): nothing to send
                 self._record(c, RecipientState.BOUNCED, 550, "550 5.0.0 message body missing", None)
                 continue
             message, data = cached
+            if self._prepared_per_recipient(message):
+                assert self._preparer is not None
+                data = self._sign(message, self._preparer.prepare(message, c))
+                prepared += 1
+                if prepared % 16 == 0:
+                    await asyncio.sleep(0)  # a ~1 ms CPU step each: let the loop breathe
             job = Job(c, message, data, self._verp.address(c.id))
             by_domain.setdefault(c.domain, []).append(job)
         for domain, jobs in by_domain.items():
@@ -267,26 +288,30 @@ class DeliveryEngine:
                 found[i] = hit
         if missing:
             for message in (await queue.fetch_messages(self._db, missing)).values():
-                data = self._sign(message)
-                if data is None:
-                    continue
+                # Per-recipient messages are signed after preparation, one body at a time.
+                prepared = self._prepared_per_recipient(message)
+                data = message.body if prepared else self._sign(message, message.body)
                 self._bodies.put(message, data)
                 found[message.id] = (message, data)
         return found
 
-    def _sign(self, message: StoredMessage) -> bytes | None:
-        """DKIM-sign at delivery time, once per message whatever its number of recipients."""
+    def _prepared_per_recipient(self, message: StoredMessage) -> bool:
+        return self._preparer is not None and self._preparer.needs_preparation(message)
+
+    def _sign(self, message: StoredMessage, body: bytes) -> bytes:
+        """DKIM-sign at delivery time: once per message whatever its number of recipients, or
+        once per recipient for messages prepared per recipient."""
         signer = self._signers.signer_for(message.from_domain)
         if signer is None:
-            return message.body
+            return body
         try:
-            headers = signer.sign(message.body)
+            headers = signer.sign(body)
         except DkimError as exc:
             metrics.DKIM_FAILURES.inc()
             log.error("DKIM signing failed for message %s: %s", message.id, exc)
-            return message.body  # unsigned beats undelivered; the failure is counted
+            return body  # unsigned beats undelivered; the failure is counted
         metrics.DKIM_SIGNATURES.labels("dkim").inc()
-        return headers + message.body
+        return headers + body
 
     async def _route(self, domain: str, jobs: list[Job]) -> None:
         try:

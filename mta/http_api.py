@@ -56,6 +56,11 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 Ready = Callable[[], Awaitable[bool]]
+# Called on every JSON submission with the client's `tracking` option (None when absent) after
+# the policy accepted it; returns the submission to queue (the tracker seals its decision into
+# the body). The daemon passes tracker's; mta itself knows nothing of tracking.
+SubmissionHook = Callable[[Credential, Any, queue.Submission], Awaitable[queue.Submission]]
+CATEGORIES = ("transactional", "marketing")
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -264,6 +269,22 @@ def _priority(value: Any, where: str) -> int:
     return PRIORITIES[value]
 
 
+def _optional_id(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_BIGINT:
+        raise ComposeError(where, "must be a positive integer")
+    return value
+
+
+def _category(value: Any) -> str:
+    if value is None:
+        return CATEGORIES[0]
+    if value not in CATEGORIES:
+        raise ComposeError("category", "must be one of " + ", ".join(repr(c) for c in CATEGORIES))
+    return value
+
+
 def _strip_bcc(body: bytes) -> bytes:
     """Remove Bcc header fields (and their continuation lines) from a raw message's header."""
     head, separator, rest = body.partition(b"\r\n\r\n")
@@ -307,8 +328,10 @@ class Messages:
         policy: SubmissionPolicy,
         max_age: float,
         max_body_size: int,
+        prepare: SubmissionHook | None = None,
     ) -> None:
         self.db = db
+        self.prepare = prepare
         self.credentials = credentials
         self.policy = policy
         self.max_age = max_age
@@ -355,14 +378,31 @@ class Messages:
         except RecursionError:
             raise InvalidJson("the JSON is nested too deeply") from None
         priority = PRIORITIES["transactional"]
+        options: dict[str, Any] = {}
         if isinstance(obj, dict):
             obj = dict(obj)
             priority = _priority(obj.pop("priority", None), "priority")
+            options = {
+                k: obj.pop(k)
+                for k in ("tracking", "category", "campaign_id", "list_id")
+                if k in obj
+            }
         spec = MessageSpec.from_json(obj)
         message = compose(spec, self.policy.hostname)
-        return await self.policy.prepare(
+        submission = await self.policy.prepare(
             credential, spec.from_.email, spec.recipients, message, priority=priority
         )
+        submission = replace(
+            submission,
+            category=_category(options.get("category")),
+            campaign_id=_optional_id(options.get("campaign_id"), "campaign_id"),
+            list_id=_optional_id(options.get("list_id"), "list_id"),
+        )
+        if self.prepare is not None:
+            return await self.prepare(credential, options.get("tracking"), submission)
+        if options.get("tracking") is not None:
+            raise ComposeError("tracking", "tracking is not available on this server")
+        return submission
 
     async def _from_raw(
         self, request: Request, credential: Credential, body: bytes
@@ -446,11 +486,13 @@ def create_app(
     max_age: float,
     max_body_size: int,
     ready: Ready | None = None,
+    prepare: SubmissionHook | None = None,
     mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The HTTP API app. `ready` is the readiness check; without one, the database must answer.
-    `mounts` are other packages' routes the daemon adds (bounce webhooks)."""
-    messages = Messages(db, credentials, policy, max_age, max_body_size)
+    `prepare` is the submission hook (tracking), when the daemon has one; `mounts` are other
+    packages' routes the daemon adds (bounce webhooks)."""
+    messages = Messages(db, credentials, policy, max_age, max_body_size, prepare)
     health = Health(db, ready)
     routes = [
         Route("/api/v1/messages", messages.submit, methods=["POST"]),

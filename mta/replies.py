@@ -13,6 +13,7 @@ S250_QUEUED_MANY = "250 2.0.0 OK: queued as {first} and {more} more"
 S250_SENDER_OK = "250 2.1.0 Sender OK"
 S250_RECIPIENT_OK = "250 2.1.5 Recipient OK"
 
+S421_TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, closing"
 S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 S451_QUEUE_UNAVAILABLE = "451 4.3.0 Queue temporarily unavailable, try again later"
 S451_INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
@@ -33,6 +34,10 @@ S535_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 S538_ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
 S550_NO_RELAY = "550 5.7.1 Relaying denied: authenticate to send to this domain"
 S550_NO_SUCH_USER = "550 5.1.1 No such user here"
+S550_TRUSTED_NEEDS_SENDER = (
+    "550 5.7.1 Unauthenticated submission from a trusted network needs an envelope sender on a "
+    "sending domain"
+)
 S550_FROM_NOT_OWNED = "550 5.7.1 Sender domain {domain} is not a sending domain of this account"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server (limit {limit} bytes)"
 S554_BAD_HEADERS = "554 5.6.0 Message rejected: {reason}"

@@ -191,7 +191,8 @@ class Site:
         if slot is None and self._slots is not None:
             return
         try:
-            await self._deliver_on_new_connection()
+            if self.queue:  # other connections may have taken the work while we waited
+                await self._deliver_on_new_connection()
         finally:
             if slot is not None:
                 with contextlib.suppress(OSError, asyncpg.PostgresError):

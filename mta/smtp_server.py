@@ -41,6 +41,7 @@ from mta.verp import Verp, VerpError
 log = logging.getLogger("sendmill.smtp")
 
 AUTH_FAILURE_DELAY = 0.5  # seconds after a failed AUTH: slows password guessing, holds little
+MAX_AUTH_FAILURES = 3  # failed AUTH attempts before the session is closed with a 421
 MAX_REPLY_LINE = 510  # RFC 5321 §4.5.3.1.5: 512 octets per reply line, CRLF included
 _UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)  # OSError: timeouts too
 
@@ -95,7 +96,8 @@ def received_header(hostname: str, session: Session, envelope: Envelope) -> byte
     if session.extended_smtp:
         protocol = "UTF8SMTP" if envelope.smtp_utf8 else "ESMTP"
         protocol += "S" if session.ssl is not None else ""
-        protocol += "A" if session.authenticated else ""
+        trusted = getattr(session, "sendmill_trusted_network", False)
+        protocol += "A" if session.authenticated and not trusted else ""
     return (
         f"Received: from {helo} ({_address_literal(session.peer)})\r\n"
         f"\tby {hostname} (Sendmill) with {protocol};\r\n"
@@ -134,6 +136,7 @@ class SubmissionHandler:
         verp: Verp,
         hostname: str,
         max_age: float,
+        trusted_networks: tuple[str, ...] = (),
         accepts: Callable[[str], bool] | None = None,
     ) -> None:
         self.listener = listener
@@ -142,6 +145,7 @@ class SubmissionHandler:
         self._verp = verp
         self._hostname = hostname
         self._max_age = max_age
+        self._trusted = [ipaddress.ip_network(n) for n in trusted_networks]
         # Other addresses of the bounce domain someone takes mail for (the bounce processor's
         # complaint and mailto: unsubscribe addresses), besides VERP return paths.
         self._accepts = accepts
@@ -160,11 +164,27 @@ class SubmissionHandler:
     ) -> str:
         if not address.isprintable():  # control characters, NUL, undecodable bytes
             raise BadAddress()
-        if session.authenticated:
+        if self._on_trusted_network(session):
+            # No AUTH, but a host the operator trusts: the sender's domain names the company.
+            session.auth_data = await self._policy.trusted_network_sender(_sender(address))
+            session.authenticated = True
+            session.sendmill_trusted_network = True  # type: ignore[attr-defined]
+        elif session.authenticated:
             await self._policy.check_sender(session.auth_data, _sender(address))
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return replies.S250_SENDER_OK
+
+    def _on_trusted_network(self, session: Session) -> bool:
+        if getattr(session, "sendmill_trusted_network", False):
+            return True
+        if session.authenticated or not self.listener.offers_auth or not self._trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(session.peer[0])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(ip in network for network in self._trusted)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -286,6 +306,7 @@ class SendmillSMTP(SMTP):
         self._plaintext_auth_on_loopback = plaintext_auth_on_loopback
         self._too_big = replies.S552_TOO_BIG.format(limit=self.data_size_limit)
         self._phase = _Phase.COMMANDS
+        self._auth_failures = 0
         self.finished: asyncio.Future[None] = self.loop.create_future()
 
     # --- connection ------------------------------------------------------------------------
@@ -332,6 +353,10 @@ class SendmillSMTP(SMTP):
             await self.push(replies.S503_AUTH_IN_TRANSACTION)
             return
         await super().smtp_AUTH(arg)
+        if self._auth_failures >= MAX_AUTH_FAILURES and self.transport is not None:
+            # A password guesser gets a few tries per connection, then has to reconnect.
+            self._phase = _Phase.CLOSED
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         self._phase = _Phase.DATA
@@ -381,7 +406,12 @@ class SendmillSMTP(SMTP):
             return AuthResult(success=False, handled=False, message=replies.S454_AUTH_UNAVAILABLE)
         if credential is None:
             metrics.SMTP_AUTH.labels("failed").inc()
+            self._auth_failures += 1
             await asyncio.sleep(AUTH_FAILURE_DELAY)
+            if self._auth_failures >= MAX_AUTH_FAILURES:
+                return AuthResult(
+                    success=False, handled=False, message=replies.S421_TOO_MANY_AUTH_FAILURES
+                )
             return AuthResult(success=False, handled=False, message=replies.S535_AUTH_FAILED)
         metrics.SMTP_AUTH.labels("ok").inc()
         return AuthResult(success=True, auth_data=credential, message=replies.S235_AUTH_OK)
@@ -486,6 +516,7 @@ class SmtpListeners:
             self._verp,
             self._config.hostname,
             self._config.delivery.max_age,
+            self._config.smtp.trusted_networks,
             self._accepts,
         )
         loop = asyncio.get_running_loop()

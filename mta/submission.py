@@ -165,6 +165,19 @@ class SubmissionPolicy:
         if mail_from and not await self.owns(credential.company_id, address_domain(mail_from)):
             raise FromDomainNotOwned(address_domain(mail_from))
 
+    async def trusted_network_sender(self, mail_from: str) -> Credential:
+        """A client on a trusted network sends for the company owning its envelope sender's
+        domain; there must be one (no null sender, no foreign domain)."""
+        if not mail_from or not valid_address(mail_from):
+            raise RelayDenied(
+                smtp_reply=replies.S550_TRUSTED_NEEDS_SENDER,
+            )
+        domain = address_domain(mail_from)
+        company_id = await tenants.company_of_domain(self._db, domain)
+        if company_id is None:
+            raise FromDomainNotOwned(domain)
+        return Credential(id=None, company_id=company_id, kind="network")
+
     def check_recipient(self, recipient: str, count_so_far: int) -> None:
         if not valid_address(recipient):
             raise BadAddress()

@@ -31,3 +31,8 @@ async def company_owns_domain(
     db: asyncpg.Pool | asyncpg.Connection, company_id: int, domain: str
 ) -> bool:
     return await db.fetchval(SQL["company-owns-domain"], company_id, domain)
+
+
+async def company_of_domain(db: asyncpg.Pool | asyncpg.Connection, domain: str) -> int | None:
+    """The company owning sending domain `domain`, or None."""
+    return await db.fetchval(SQL["company-of-domain"], domain)

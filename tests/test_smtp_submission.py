@@ -219,6 +219,43 @@ async def test_a_wrong_password_is_refused_and_the_session_stays_usable(intake: 
     assert not errors and len(await intake.queued()) == 1
 
 
+async def test_a_password_guesser_is_disconnected_after_three_failures(intake: Intake) -> None:
+    client = await intake.client()
+    for _ in range(2):
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as failed:
+            await client.auth_plain(intake.username, "guess")
+        assert failed.value.code == 535
+    with pytest.raises(aiosmtplib.SMTPException) as closed:
+        await client.auth_plain(intake.username, "guess")
+    assert "421" in str(closed.value) or getattr(closed.value, "code", None) == 421
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        await client.noop()
+    client.close()
+    # A new connection may try again (with the right password, it works).
+    again = await intake.logged_in()
+    await again.quit()
+
+
+async def test_a_revoked_login_stops_working_within_seconds(intake: Intake) -> None:
+    first = await intake.logged_in()  # the login is now cached
+    await first.quit()
+    credential_id = await intake.db.fetchval(
+        "SELECT id FROM credentials WHERE username = $1", intake.username
+    )
+    await credentials.revoke(intake.db, credential_id)
+    deadline = asyncio.get_running_loop().time() + 8
+    while True:
+        client = await intake.client()
+        try:
+            await client.login(intake.username, intake.password)
+        except aiosmtplib.SMTPAuthenticationError:
+            break
+        finally:
+            client.close()
+        assert asyncio.get_running_loop().time() < deadline, "revoked login still accepted"
+        await asyncio.sleep(0.5)
+
+
 async def test_auth_needs_tls_even_from_loopback_unless_configured(
     intake_factory: IntakeFactory,
 ) -> None:
@@ -570,3 +607,39 @@ async def test_stopping_gives_up_on_a_stalled_transaction_after_the_grace(
     await asyncio.wait_for(intake.listeners.stop(grace=0.3), 5)
     assert len(intake.listeners.sessions) == 0
     assert await intake.db.fetchval("SELECT count(*) FROM inbound_messages") == 0
+
+
+async def test_a_trusted_network_submits_without_auth_but_only_from_its_sending_domains(
+    intake_factory: IntakeFactory,
+) -> None:
+    intake = await intake_factory(trusted_networks=["127.0.0.0/8"])
+    client = await intake.client()
+    try:
+        errors, _ = await client.sendmail(SENDER, ["x@dest.test"], MESSAGE)
+        assert not errors
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+            await client.sendmail("app@foreign.test", ["x@dest.test"], MESSAGE)
+        assert refused.value.code == 550 and "5.7.1" in refused.value.message
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as null_sender:
+            await client.sendmail("", ["x@dest.test"], MESSAGE)
+        assert null_sender.value.code == 550
+    finally:
+        await client.quit()
+    [row] = await intake.queued()
+    assert row["recipient"] == "x@dest.test" and row["mail_from"] == SENDER
+    company = await intake.db.fetchval("SELECT company_id FROM messages")
+    assert company == intake.company_id
+    assert b"with ESMTPS;" in row["body"]  # the trace does not claim an AUTH that did not happen
+
+
+async def test_outside_the_trusted_networks_an_unauthenticated_client_is_still_no_relay(
+    intake_factory: IntakeFactory,
+) -> None:
+    intake = await intake_factory(trusted_networks=["10.0.0.0/8"])
+    client = await intake.client()
+    try:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await client.sendmail(SENDER, ["x@dest.test"], MESSAGE)
+    finally:
+        await client.quit()
+    assert await intake.queued() == []

@@ -22,6 +22,10 @@ RETURNING id;
 -- Whether company $1 owns sending domain $2.
 SELECT EXISTS (SELECT 1 FROM sending_domains WHERE company_id = $1 AND domain = lower($2));
 
+-- name: company-of-domain
+-- The company that owns sending domain $1, if any.
+SELECT company_id FROM sending_domains WHERE domain = lower($1);
+
 -- name: insert-credential
 -- $1 company, $2 kind, $3 username (smtp) or NULL, $4 key prefix (api) or NULL,
 -- $5 secret hash, $6 description
