@@ -149,15 +149,18 @@ _ORIGINAL_PHRASE_RE = re.compile(
 
 def cut_original(text: str) -> str:
     """The text above the quoted original message (the report itself)."""
-    low = text.lower()
-    found = (
-        _ORIGINAL_MARKER_RE.search(text),
-        _HEADER_BLOCK_RE.search(text),
-        # the phrase regex is slow on long texts: only when its key word is there at all
-        _ORIGINAL_PHRASE_RE.search(text) if "original" in low or "message" in low else None,
-    )
+    found = (_ORIGINAL_MARKER_RE.search(text), _HEADER_BLOCK_RE.search(text))
     ends = [m.start() for m in found if m is not None and m.start() > 0]
-    return text[: min(ends)] if ends else text
+    end = min(ends) if ends else len(text)
+    # The phrase regex is slow over a whole text: try it on the lines that have its key words.
+    start = 0
+    for line in text[:end].splitlines(keepends=True):
+        low = line.lower()
+        keyword = "original" in low or "message" in low
+        if keyword and start > 0 and _ORIGINAL_PHRASE_RE.search(line):
+            return text[:start]
+        start += len(line)
+    return text[:end]
 
 
 def clean_address(address: str) -> str:
