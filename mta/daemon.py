@@ -86,7 +86,30 @@ def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
         Verp(secret, config.bounce.domain, config.bounce.local_part),
         Verp(secret, config.bounce.domain, config.bounce.unsubscribe_local_part),
         config.bounce.complaint_local_parts,
+        mailto_decoder=_tracker_mailto_decoder(config),
     )
+
+
+def _tracker_mailto_decoder(config: Config) -> object | None:
+    """When the tracker writes `mailto:` unsubscribe addresses into List-Unsubscribe
+    (unsubscribe+<hex of its unsubscribe token>@<bounce domain>), the bounce processor reads
+    them with the tracker's token codec."""
+    if not config.tracker.unsubscribe_mailto:
+        return None
+    from bounce.processor import MailtoRequest
+    from tracker.server import build_codec
+    from tracker.tokens import TokenError, TokenKind
+
+    codec = build_codec(config)
+
+    def decode(token: str) -> MailtoRequest | None:
+        try:
+            t = codec.verify(bytes.fromhex(token).decode("ascii"), TokenKind.UNSUBSCRIBE)
+        except (ValueError, TokenError):  # not hex, not ASCII, or not a valid token
+            return None
+        return MailtoRequest(t.recipient_id, t.company_id, t.list_id)
+
+    return decode
 
 
 async def start_engine(
