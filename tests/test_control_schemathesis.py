@@ -27,7 +27,7 @@ from mta import database
 from mta.config import build_config
 from tests.fixtures_control import CHEAP_HASHER, CHEAP_HASHING, PASSWORD, SECRET
 
-EXAMPLES = 8
+EXAMPLES = 10
 # Ending the session the requests are signed with would only test 401s from then on.
 SKIP = {"logout"}
 
