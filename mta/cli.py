@@ -152,6 +152,7 @@ def cmd_credentials_revoke(args: argparse.Namespace) -> int:
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from mta import queue
+    from mta.progress import Progress
 
     config = load_config(args.config)
     action = getattr(args, "action", None)
@@ -169,9 +170,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 )
                 if company_id is None:
                     raise ConfigError(f"no company named {args.company!r}")
-            return await queue.operate(
-                db, action, domain=args.domain, company_id=company_id, ids=ids
+            progress = Progress(f"queue {action}")
+            done = await queue.operate(
+                db,
+                action,
+                domain=args.domain,
+                company_id=company_id,
+                ids=ids,
+                progress=progress.update,
             )
+            progress.finish(done)
+            return done
 
         n = asyncio.run(_with_db(config, work))
         print(f"{action}: {n} recipient{'s' if n != 1 else ''}")

@@ -21,7 +21,8 @@ SQL = Queries("mta")
 # Slot leases are short so a dead node's connections are given back quickly; the engine renews
 # its slots every third of this.
 SLOT_LEASE = 60.0
-RETRY_DELAY = 0.25
+# While all slots are taken, ask again after 0.1 s, backing off to once a second.
+RETRY_FIRST, RETRY_MAX = 0.1, 1.0
 
 
 class ConnectionSlots:
@@ -44,6 +45,7 @@ class ConnectionSlots:
     ) -> int | None:
         """Wait for a slot while `wanted()` holds (there is still work); None when it no longer
         does. `limit` is read on every try: a slowed-down site has fewer connections."""
+        delay = RETRY_FIRST
         while True:
             slot = await self.take(site, limit())
             if slot is not None:
@@ -51,7 +53,8 @@ class ConnectionSlots:
             if not wanted():
                 return None
             metrics.THROTTLE_WAITS.labels("shared_connections").inc()
-            await asyncio.sleep(RETRY_DELAY)
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
 
     async def release(self, site: str, slot: int) -> None:
         await self._db.execute(SQL["release-connection-slot"], site, slot, self.node)

@@ -20,7 +20,9 @@ from mta.queries import Queries
 
 SQL = Queries("mta")
 API_KEY_PREFIX = "sm_"
-_CACHE_SECONDS = 30.0  # verified logins are remembered briefly: AUTH on every session is hot
+# Verified logins are remembered briefly (AUTH on every session is hot); a revoked credential
+# stops working on every daemon within this time.
+_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ that dies leaves leases that `retake_expired_leases` gives back to the queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -238,6 +238,14 @@ async def recipient_status(
     return status
 
 
+OPERATOR_ACTIONS = {
+    "retry": ("queued", "deferred"),
+    "hold": ("queued", "deferred"),
+    "release": ("held",),
+    "delete": ("queued", "deferred", "held"),
+}
+
+
 async def operate(
     db: asyncpg.Pool | asyncpg.Connection,
     action: str,
@@ -245,11 +253,23 @@ async def operate(
     domain: str | None = None,
     company_id: int | None = None,
     ids: Sequence[int] | None = None,
+    batch: int = 10_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Operator actions: retry, hold, release or delete matching recipients; returns count."""
-    if action not in ("retry", "hold", "release", "delete"):
+    """Operator actions: retry, hold, release or delete matching recipients, in batches of
+    `batch` rows (one short transaction each); `progress(done, candidates)` after each batch.
+    Returns how many recipients were changed."""
+    if action not in OPERATOR_ACTIONS:
         raise ValueError(f"unknown queue action {action!r}")
-    rows = await db.fetch(
-        SQL[f"queue-{action}"], domain, company_id, list(ids) if ids is not None else None
+    filters = (domain, company_id, list(ids) if ids is not None else None)
+    candidates = await db.fetchval(
+        SQL["queue-action-candidates"], *filters, list(OPERATOR_ACTIONS[action])
     )
-    return len(rows)
+    done = 0
+    while True:
+        rows = await db.fetch(SQL[f"queue-{action}"], *filters, batch)
+        done += len(rows)
+        if progress is not None:
+            progress(done, max(candidates, done))
+        if len(rows) < batch:
+            return done

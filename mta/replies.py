@@ -13,6 +13,7 @@ S250_QUEUED_MANY = "250 2.0.0 OK: queued as {first} and {more} more"
 S250_SENDER_OK = "250 2.1.0 Sender OK"
 S250_RECIPIENT_OK = "250 2.1.5 Recipient OK"
 
+S421_TOO_MANY_AUTH_FAILURES = "421 4.7.0 Too many failed authentication attempts, closing"
 S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 S451_QUEUE_UNAVAILABLE = "451 4.3.0 Queue temporarily unavailable, try again later"
 S451_INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"

@@ -40,6 +40,7 @@ from mta.verp import Verp, VerpError
 log = logging.getLogger("sendmill.smtp")
 
 AUTH_FAILURE_DELAY = 0.5  # seconds after a failed AUTH: slows password guessing, holds little
+MAX_AUTH_FAILURES = 3  # failed AUTH attempts before the session is closed with a 421
 MAX_REPLY_LINE = 510  # RFC 5321 §4.5.3.1.5: 512 octets per reply line, CRLF included
 _UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)  # OSError: timeouts too
 
@@ -296,6 +297,7 @@ class SendmillSMTP(SMTP):
         self._plaintext_auth_on_loopback = plaintext_auth_on_loopback
         self._too_big = replies.S552_TOO_BIG.format(limit=self.data_size_limit)
         self._phase = _Phase.COMMANDS
+        self._auth_failures = 0
         self.finished: asyncio.Future[None] = self.loop.create_future()
 
     # --- connection ------------------------------------------------------------------------
@@ -342,6 +344,10 @@ class SendmillSMTP(SMTP):
             await self.push(replies.S503_AUTH_IN_TRANSACTION)
             return
         await super().smtp_AUTH(arg)
+        if self._auth_failures >= MAX_AUTH_FAILURES and self.transport is not None:
+            # A password guesser gets a few tries per connection, then has to reconnect.
+            self._phase = _Phase.CLOSED
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         self._phase = _Phase.DATA
@@ -391,7 +397,12 @@ class SendmillSMTP(SMTP):
             return AuthResult(success=False, handled=False, message=replies.S454_AUTH_UNAVAILABLE)
         if credential is None:
             metrics.SMTP_AUTH.labels("failed").inc()
+            self._auth_failures += 1
             await asyncio.sleep(AUTH_FAILURE_DELAY)
+            if self._auth_failures >= MAX_AUTH_FAILURES:
+                return AuthResult(
+                    success=False, handled=False, message=replies.S421_TOO_MANY_AUTH_FAILURES
+                )
             return AuthResult(success=False, handled=False, message=replies.S535_AUTH_FAILED)
         metrics.SMTP_AUTH.labels("ok").inc()
         return AuthResult(success=True, auth_data=credential, message=replies.S235_AUTH_OK)

@@ -69,6 +69,7 @@ def test_credentials_and_queue_commands_work_on_the_database(
     assert counts.returncode == 0 and "total" in counts.stdout
     held = run("queue", "hold", "--domain", "nothing.test", env=env)
     assert held.returncode == 0 and "hold: 0 recipients" in held.stdout
+    assert "queue hold: 0" in held.stderr  # the progress line
     refused = run("queue", "delete", env=env)
     assert refused.returncode == 2  # no filter: refuse to act on everything by accident
 

@@ -118,3 +118,21 @@ async def test_operator_hold_release_retry_and_delete(pool: asyncpg.Pool) -> Non
     assert await queue.operate(pool, "delete", domain="x.test") == 1
     totals = await queue.state_totals(pool)
     assert totals == {"bounced": 1, "sending": 1}
+
+
+async def test_operator_actions_run_in_batches_and_report_progress(pool: asyncpg.Pool) -> None:
+    company = await tenants.ensure_company(pool, "acme")
+    await queue.enqueue(pool, _submission(company, [f"r{i}@x.test" for i in range(25)]), 3600)
+    await pool.execute("UPDATE recipients SET state = 'deferred', next_attempt_at = now() + '1h'")
+    seen: list[tuple[int, int]] = []
+    changed = await queue.operate(
+        pool, "retry", domain="x.test", batch=10, progress=lambda d, t: seen.append((d, t))
+    )
+    assert changed == 25
+    assert seen == [(10, 25), (20, 25), (25, 25)]
+    due = await pool.fetchval("SELECT count(*) FROM recipients WHERE next_attempt_at <= now()")
+    assert due == 25
+    # Nothing left to retry: a second run changes nothing and ends at once.
+    assert await queue.operate(pool, "retry", domain="x.test", batch=10) == 0
+    assert await queue.operate(pool, "hold", company_id=company, batch=7) == 25
+    assert await queue.state_totals(pool) == {"held": 25}

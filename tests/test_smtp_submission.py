@@ -219,6 +219,43 @@ async def test_a_wrong_password_is_refused_and_the_session_stays_usable(intake: 
     assert not errors and len(await intake.queued()) == 1
 
 
+async def test_a_password_guesser_is_disconnected_after_three_failures(intake: Intake) -> None:
+    client = await intake.client()
+    for _ in range(2):
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as failed:
+            await client.auth_plain(intake.username, "guess")
+        assert failed.value.code == 535
+    with pytest.raises(aiosmtplib.SMTPException) as closed:
+        await client.auth_plain(intake.username, "guess")
+    assert "421" in str(closed.value) or getattr(closed.value, "code", None) == 421
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        await client.noop()
+    client.close()
+    # A new connection may try again (with the right password, it works).
+    again = await intake.logged_in()
+    await again.quit()
+
+
+async def test_a_revoked_login_stops_working_within_seconds(intake: Intake) -> None:
+    first = await intake.logged_in()  # the login is now cached
+    await first.quit()
+    credential_id = await intake.db.fetchval(
+        "SELECT id FROM credentials WHERE username = $1", intake.username
+    )
+    await credentials.revoke(intake.db, credential_id)
+    deadline = asyncio.get_running_loop().time() + 8
+    while True:
+        client = await intake.client()
+        try:
+            await client.login(intake.username, intake.password)
+        except aiosmtplib.SMTPAuthenticationError:
+            break
+        finally:
+            client.close()
+        assert asyncio.get_running_loop().time() < deadline, "revoked login still accepted"
+        await asyncio.sleep(0.5)
+
+
 async def test_auth_needs_tls_even_from_loopback_unless_configured(
     intake_factory: IntakeFactory,
 ) -> None:

@@ -159,47 +159,80 @@ WHERE r.id = $1 AND r.company_id = $2;
 SELECT at, mx, code, reply, outcome::text, duration_ms, node
 FROM attempts WHERE recipient_id = $1 ORDER BY id;
 
+-- Operator actions. Each handles at most $4 matching recipients per call (the CLI repeats
+-- until a call returns fewer, showing progress), so a million-row action never holds one huge
+-- transaction. Filters: $1 domain or NULL, $2 company or NULL, $3 ids or NULL.
+-- Rows being delivered right now are skipped (SKIP LOCKED), never waited for.
+
 -- name: queue-retry
--- Makes matching deferred/queued recipients due now. $1 domain or NULL, $2 company or NULL,
--- $3 ids or NULL.
-UPDATE recipients SET next_attempt_at = now(), updated_at = now()
-WHERE state IN ('queued', 'deferred')
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+-- Makes matching deferred/queued recipients due now (rows already due are left alone, which is
+-- also what lets the batches end).
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state IN ('queued', 'deferred') AND next_attempt_at > now()
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET next_attempt_at = now(), updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-hold
 -- Holds matching queued/deferred recipients: never attempted until released.
-UPDATE recipients SET state = 'held', updated_at = now()
-WHERE state IN ('queued', 'deferred')
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state IN ('queued', 'deferred')
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET state = 'held', updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-release
 -- Releases held recipients: due now.
-UPDATE recipients SET state = 'queued', next_attempt_at = now(), updated_at = now()
-WHERE state = 'held'
-  AND ($1::text IS NULL OR domain = $1)
-  AND ($2::bigint IS NULL OR company_id = $2)
-  AND ($3::bigint[] IS NULL OR id = ANY ($3))
-RETURNING id;
+WITH batch AS (
+    SELECT id FROM recipients
+    WHERE state = 'held'
+      AND ($1::text IS NULL OR domain = $1)
+      AND ($2::bigint IS NULL OR company_id = $2)
+      AND ($3::bigint[] IS NULL OR id = ANY ($3))
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET state = 'queued', next_attempt_at = now(), updated_at = now()
+FROM batch WHERE r.id = batch.id
+RETURNING r.id;
 
 -- name: queue-delete
--- Deletes matching recipients that are not being delivered right now; the operator's
--- explicit decision (it is recorded as an attempt with outcome 'bounced' first).
-WITH d AS (
+-- Gives up on matching recipients that are not being delivered right now: the operator's
+-- explicit decision, final as a bounce with a reply that says so.
+WITH batch AS (
     SELECT id FROM recipients
     WHERE state IN ('queued', 'deferred', 'held')
       AND ($1::text IS NULL OR domain = $1)
       AND ($2::bigint IS NULL OR company_id = $2)
       AND ($3::bigint[] IS NULL OR id = ANY ($3))
-    FOR UPDATE
+    ORDER BY id LIMIT $4
+    FOR UPDATE SKIP LOCKED
 )
 UPDATE recipients r
 SET state = 'bounced', last_reply = '550 5.0.0 deleted from the queue by the operator',
     finished_at = now(), updated_at = now()
-FROM d WHERE r.id = d.id
+FROM batch WHERE r.id = batch.id
 RETURNING r.id;
+
+-- name: queue-action-candidates
+-- How many recipients an operator action may touch (for its progress display).
+-- $1 domain or NULL, $2 company or NULL, $3 ids or NULL, $4 states.
+SELECT count(*) FROM recipients
+WHERE state = ANY ($4::recipient_state[])
+  AND ($1::text IS NULL OR domain = $1)
+  AND ($2::bigint IS NULL OR company_id = $2)
+  AND ($3::bigint[] IS NULL OR id = ANY ($3));
