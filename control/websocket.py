@@ -17,6 +17,7 @@ from control.errors import ControlError
 from control.responses import dumps
 
 CLOSE_UNAUTHORIZED = 4401
+RECHECK_SECONDS = 30.0  # a revoked session (logout, reuse, deactivation) is cut off this fast
 CLOSE_FORBIDDEN = 4403
 PERMISSION = "campaigns:read"
 
@@ -55,6 +56,16 @@ async def events_socket(websocket: WebSocket) -> None:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
+
+
+async def _still_valid(services: object, credential: str | None) -> bool:
+    """Whether the connection's token still authenticates (checked every RECHECK_SECONDS):
+    the session may have been logged out or revoked, or the token expired."""
+    try:
+        await services.auth.authenticate(credential)  # type: ignore[attr-defined]
+    except ControlError:
+        return False
+    return True
 
 
 async def _drain(websocket: WebSocket) -> None:
