@@ -38,7 +38,7 @@ async def _with_db(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if config.delivery.processes > 1:
+    if config.delivery.processes > 1 or config.tracker.processes > 1:
         # prometheus-client picks its multiprocess storage at import: set it up first.
         metrics_dir = config.state_path.absolute() / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     from control.cli import add_commands
 
     add_commands(sub, _add_config)
+
+    # The bounce package's commands (bounce parse, suppressions): its only entry point here.
+    from bounce.cli import register as register_bounce
+
+    register_bounce(sub, _add_config)
     return parser
 
 

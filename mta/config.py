@@ -95,6 +95,16 @@ class BounceConfig:
     listen: str | None = "127.0.0.1:2525"
     local_part: str = "b"
     secret: str | None = None
+    # The bounce processor (bounce/): run it in this daemon; where complaints (ARF feedback
+    # loops) and mailto: unsubscribe requests (unsubscribe+TOKEN@domain) arrive.
+    process: bool = True
+    complaint_local_parts: tuple[str, ...] = ("fbl",)
+    unsubscribe_local_part: str = "unsubscribe"
+    # Provider webhooks at /webhooks/<provider> on the HTTP API; '' leaves one switched off.
+    webhook_sns_cert_url: str = ""  # regex the SNS SigningCertURL must match
+    webhook_sendgrid_public_key: str = ""
+    webhook_mailgun_signing_key: str = ""
+    webhook_postmark_credentials: str = ""  # "user:password"
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,23 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class TrackerConfig:
+    """Opens, clicks and unsubscribe (the `tracker` package); documented in the config files."""
+
+    listen: str | None = "127.0.0.1:8090"
+    base_url: str = "http://127.0.0.1:8090"
+    secret: str | None = None
+    previous_secret: str | None = None
+    processes: int = 1
+    trust_forwarded_for: bool = False
+    buffer_size: int = 500_000
+    batch_size: int = 500
+    flush_interval: float = 0.1
+    unsubscribe_mailto: bool = False
+    machine_rules: str | None = None
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """The control API (control/): its own listener, tokens, throttles and limits."""
 
@@ -210,6 +237,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
@@ -254,6 +282,7 @@ _SECTIONS = {
     "delivery": DeliveryConfig,
     "dns": DnsConfig,
     "log": LogConfig,
+    "tracker": TrackerConfig,
     "control": ControlConfig,
 }
 _DURATION_KEYS = {
@@ -269,6 +298,7 @@ _DURATION_KEYS = {
     },
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
+    "tracker": {"flush_interval"},
     "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
 }
 
@@ -291,7 +321,7 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             value = tuple(parse_duration(v, key) for v in value)
         elif name == "trusted_networks":
             value = _networks(value, key)
-        elif name == "resolvers" or name == "source_addresses":
+        elif name in ("resolvers", "source_addresses", "complaint_local_parts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key}: expected a list of strings")
             value = tuple(value)
@@ -427,6 +457,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("bounce.domain: required")
     for name in ("listen",):
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
+    if config.tracker.processes < 1:
+        raise ConfigError("tracker.processes: must be at least 1")
+    if not config.tracker.base_url.startswith(("https://", "http://")):
+        raise ConfigError("tracker.base_url: must be an http(s):// URL")
     if config.control.listen is not None:
         parse_hostport(config.control.listen, 8080, "control.listen")
     _validate_rate(config.control.rate_limit, "control.rate_limit")

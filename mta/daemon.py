@@ -73,9 +73,51 @@ def build_resolver(config: Config) -> Resolver:
     return Resolver(config.dns.resolvers, config.dns.timeout, config.dns.cache_ttl_max)
 
 
+def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
+    """The bounce package's processor (None when bounce.process is off). The one place that
+    brings bounce/ into the daemon: mta code itself never imports it."""
+    if not config.bounce.process:
+        return None
+    from bounce.processor import BounceProcessor
+
+    secret = server_secret(config)
+    return BounceProcessor(
+        db,
+        Verp(secret, config.bounce.domain, config.bounce.local_part),
+        Verp(secret, config.bounce.domain, config.bounce.unsubscribe_local_part),
+        config.bounce.complaint_local_parts,
+        mailto_decoder=_tracker_mailto_decoder(config),
+    )
+
+
+def _tracker_mailto_decoder(config: Config) -> object | None:
+    """When the tracker writes `mailto:` unsubscribe addresses into List-Unsubscribe
+    (unsubscribe+<hex of its unsubscribe token>@<bounce domain>), the bounce processor reads
+    them with the tracker's token codec."""
+    if not config.tracker.unsubscribe_mailto:
+        return None
+    from bounce.processor import MailtoRequest
+    from tracker.server import build_codec
+    from tracker.tokens import TokenError, TokenKind
+
+    codec = build_codec(config)
+
+    def decode(token: str) -> MailtoRequest | None:
+        try:
+            t = codec.verify(bytes.fromhex(token).decode("ascii"), TokenKind.UNSUBSCRIBE)
+        except (ValueError, TokenError):  # not hex, not ASCII, or not a valid token
+            return None
+        return MailtoRequest(t.recipient_id, t.company_id, t.list_id)
+
+    return decode
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
+    from tracker.server import delivery_preparer
+
+    bounce = build_bounce_processor(config, db)
     engine = DeliveryEngine(
         config,
         db,
@@ -85,6 +127,8 @@ async def start_engine(
         node_name(config, index),
         share=share,
         listen_url=url,
+        preparer=delivery_preparer(config),
+        observer=getattr(bounce, "observe_outcomes", None),
     )
     # Leases this node held before a crash are ours to take back now.
     await db.execute(
@@ -142,6 +186,8 @@ class Daemon:
     control_app: object | None = None
     control_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
+    tracker: object | None = None
+    bounce: object | None = None  # bounce.processor.BounceProcessor
     ready: bool = False
 
     async def start(self) -> None:
@@ -151,6 +197,7 @@ class Daemon:
         self.db = await database.open_pool(config)
         await tenants.sync_sending_domains(self.db, config)
         await self._start_intake()
+        await self._start_tracker()
         await self._start_delivery()
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
@@ -158,6 +205,7 @@ class Daemon:
     async def _start_intake(self) -> None:
         from mta.http_api import create_app
         from mta.smtp_server import SmtpListeners
+        from tracker.server import submission_preparer
 
         config, db = self.config, self.db
         assert db is not None
@@ -166,8 +214,12 @@ class Daemon:
             db, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
-        self.smtp = SmtpListeners(config, db, credentials, policy, verp)
+        self.bounce = build_bounce_processor(config, db)
+        accepts = getattr(self.bounce, "accepts", None)
+        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts)
         await self.smtp.start()
+        if self.bounce is not None:
+            self.bounce.start()  # type: ignore[attr-defined]
         app = create_app(
             db=db,
             credentials=credentials,
@@ -175,11 +227,29 @@ class Daemon:
             max_age=config.delivery.max_age,
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
+            prepare=submission_preparer(config, db),
+            mounts=self._webhook_routes(),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:
             self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
+
+    def _webhook_routes(self) -> list:
+        """The bounce package's provider webhooks, mounted at /webhooks on the HTTP API."""
+        from starlette.routing import Mount
+
+        from bounce.webhooks import Webhooks, WebhookSecrets
+
+        b = self.config.bounce
+        assert self.db is not None
+        secrets = WebhookSecrets(
+            b.webhook_sns_cert_url,
+            b.webhook_sendgrid_public_key,
+            b.webhook_mailgun_signing_key,
+            b.webhook_postmark_credentials,
+        )
+        return [Mount("/webhooks", routes=Webhooks(self.db, secrets).routes)]
 
     async def _sample_queue(self) -> None:
         """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""
@@ -238,6 +308,29 @@ class Daemon:
             return False
         return all(p.is_alive() for p in self.processes)
 
+    async def _start_tracker(self) -> None:
+        """The tracker's own listener: in this process, or in `tracker.processes` processes."""
+        from tracker.server import TrackerServer, tracker_process_main
+
+        config = self.config
+        if not config.tracker.listen:
+            return
+        if config.tracker.processes == 1:
+            assert self.db is not None
+            self.tracker = TrackerServer(config, self.db)
+            await self.tracker.start()
+            return
+        ctx = multiprocessing.get_context("spawn")
+        for index in range(config.tracker.processes):
+            process = ctx.Process(
+                target=tracker_process_main,
+                args=(config, index),
+                name=f"sendmill-tracker-{index}",
+                daemon=False,
+            )
+            process.start()
+            self.processes.append(process)
+
     async def _start_delivery(self) -> None:
         config, db = self.config, self.db
         assert db is not None
@@ -264,6 +357,8 @@ class Daemon:
             self.sampler_task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
+        if self.bounce is not None:
+            await self.bounce.stop()  # type: ignore[attr-defined]
         if self.http is not None:
             self.http.should_exit = True
         if self.control is not None:
@@ -277,6 +372,8 @@ class Daemon:
             await self.control_app.state.services.hub.stop()
         for engine in self.engines:
             await engine.stop(grace)
+        if self.tracker is not None:
+            await self.tracker.stop(grace)
         for process in self.processes:
             if process.is_alive() and process.pid:
                 os.kill(process.pid, signal.SIGTERM)

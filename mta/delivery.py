@@ -15,8 +15,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -39,6 +40,17 @@ NOTIFY_CHANNEL = "sendmill_queue"
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
+
+
+class MessagePreparer(Protocol):
+    """Per-recipient message preparation before signing (the tracker's links and headers).
+    The daemon passes one; mta never imports its implementation."""
+
+    def needs_preparation(self, message: StoredMessage) -> bool:
+        """Cheap check: False keeps the message on the shared, signed-once fast path."""
+
+    def prepare(self, message: StoredMessage, recipient: ClaimedRecipient) -> bytes:
+        """The body this recipient gets (unsigned); never raises."""
 
 
 class BodyCache:
@@ -78,8 +90,11 @@ class DeliveryEngine:
         node: str,
         share: int = 1,
         listen_url: str | None = None,
+        preparer: MessagePreparer | None = None,
+        observer: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self._config = config
+        self._preparer = preparer
         self._db = db
         self._resolver = resolver
         self._signers = signers
@@ -99,6 +114,10 @@ class DeliveryEngine:
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        # Told about every written batch of failed outcomes (the bounce processor, wired by
+        # mta/daemon.py); runs beside delivery, never in its way.
+        self._observer = observer
+        self._observing: set[asyncio.Task[None]] = set()
         self._slots = ConnectionSlots(db, node)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -139,6 +158,7 @@ class DeliveryEngine:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await asyncio.gather(*self._observing, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._slots.release_all()
         if self._listener is not None:
@@ -221,12 +241,19 @@ class DeliveryEngine:
         live = await self._drop_suppressed(live)
         messages = await self._messages({c.message_id for c in live})
         by_domain: dict[str, list[Job]] = {}
+        prepared = 0
         for c in live:
             cached = messages.get(c.message_id)
             if cached is None:  # message row gone (deleted): nothing to send
                 self._record(c, RecipientState.BOUNCED, 550, "550 5.0.0 message body missing", None)
                 continue
             message, data = cached
+            if self._prepared_per_recipient(message):
+                assert self._preparer is not None
+                data = self._sign(message, self._preparer.prepare(message, c))
+                prepared += 1
+                if prepared % 16 == 0:
+                    await asyncio.sleep(0)  # a ~1 ms CPU step each: let the loop breathe
             job = Job(c, message, data, self._verp.address(c.id))
             by_domain.setdefault(c.domain, []).append(job)
         for domain, jobs in by_domain.items():
@@ -261,26 +288,30 @@ class DeliveryEngine:
                 found[i] = hit
         if missing:
             for message in (await queue.fetch_messages(self._db, missing)).values():
-                data = self._sign(message)
-                if data is None:
-                    continue
+                # Per-recipient messages are signed after preparation, one body at a time.
+                prepared = self._prepared_per_recipient(message)
+                data = message.body if prepared else self._sign(message, message.body)
                 self._bodies.put(message, data)
                 found[message.id] = (message, data)
         return found
 
-    def _sign(self, message: StoredMessage) -> bytes | None:
-        """DKIM-sign at delivery time, once per message whatever its number of recipients."""
+    def _prepared_per_recipient(self, message: StoredMessage) -> bool:
+        return self._preparer is not None and self._preparer.needs_preparation(message)
+
+    def _sign(self, message: StoredMessage, body: bytes) -> bytes:
+        """DKIM-sign at delivery time: once per message whatever its number of recipients, or
+        once per recipient for messages prepared per recipient."""
         signer = self._signers.signer_for(message.from_domain)
         if signer is None:
-            return message.body
+            return body
         try:
-            headers = signer.sign(message.body)
+            headers = signer.sign(body)
         except DkimError as exc:
             metrics.DKIM_FAILURES.inc()
             log.error("DKIM signing failed for message %s: %s", message.id, exc)
-            return message.body  # unsigned beats undelivered; the failure is counted
+            return body  # unsigned beats undelivered; the failure is counted
         metrics.DKIM_SIGNATURES.labels("dkim").inc()
-        return headers + message.body
+        return headers + body
 
     async def _route(self, domain: str, jobs: list[Job]) -> None:
         try:
@@ -363,6 +394,7 @@ class DeliveryEngine:
         for attempt in range(5):
             try:
                 await queue.record_outcomes(self._db, self.node, batch)
+                self._notify(batch)
                 break
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("delivery: recording outcomes failed (%s), retry %d", exc, attempt)
@@ -371,6 +403,22 @@ class DeliveryEngine:
             # The rows stay leased to us; their leases expire and they are attempted again.
             log.error("delivery: could not record %d outcomes; leases will expire", len(batch))
         self._held.difference_update(o.recipient_id for o in batch)
+
+    def _notify(self, batch: list[Outcome]) -> None:
+        if self._observer is None:
+            return
+        failed = [o for o in batch if o.state is not RecipientState.DELIVERED]
+        if failed:
+            task = asyncio.create_task(self._observe(failed))
+            self._observing.add(task)
+            task.add_done_callback(self._observing.discard)
+
+    async def _observe(self, failed: list[Outcome]) -> None:
+        assert self._observer is not None
+        try:
+            await self._observer(failed)
+        except Exception:  # an observer's failure must not touch delivery
+            log.warning("delivery: outcome observer failed", exc_info=True)
 
     async def _flush_loop(self) -> None:
         while True:

@@ -13,7 +13,7 @@ module maps them.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mta import metrics, queue
 from mta.compose import ComposeError, MessageSpec, compose
@@ -56,6 +56,11 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 Ready = Callable[[], Awaitable[bool]]
+# Called on every JSON submission with the client's `tracking` option (None when absent) after
+# the policy accepted it; returns the submission to queue (the tracker seals its decision into
+# the body). The daemon passes tracker's; mta itself knows nothing of tracking.
+SubmissionHook = Callable[[Credential, Any, queue.Submission], Awaitable[queue.Submission]]
+CATEGORIES = ("transactional", "marketing")
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -264,6 +269,43 @@ def _priority(value: Any, where: str) -> int:
     return PRIORITIES[value]
 
 
+def _optional_id(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_BIGINT:
+        raise ComposeError(where, "must be a positive integer")
+    return value
+
+
+def _category(value: Any) -> str:
+    if value is None:
+        return CATEGORIES[0]
+    if value not in CATEGORIES:
+        raise ComposeError("category", "must be one of " + ", ".join(repr(c) for c in CATEGORIES))
+    return value
+
+
+def _query_options(request: Request) -> dict[str, Any]:
+    """The JSON options of a raw submission, from its query string:
+    `?category=marketing&campaign_id=7&list_id=3&tracking=opens,clicks` (`tracking=none`)."""
+    query = request.query_params
+    options: dict[str, Any] = {}
+    if "category" in query:
+        options["category"] = query["category"]
+    for name in ("campaign_id", "list_id"):
+        if name in query:
+            value = query[name]
+            if not (value.isdigit() and len(value) < 20):
+                raise ComposeError(name, "must be a positive integer")
+            options[name] = int(value)
+    if "tracking" in query:
+        wanted = {w.strip() for w in query["tracking"].split(",") if w.strip()}
+        if not wanted <= {"opens", "clicks", "none"}:
+            raise ComposeError("tracking", "must be 'opens', 'clicks', 'opens,clicks' or 'none'")
+        options["tracking"] = {"opens": "opens" in wanted, "clicks": "clicks" in wanted}
+    return options
+
+
 def _strip_bcc(body: bytes) -> bytes:
     """Remove Bcc header fields (and their continuation lines) from a raw message's header."""
     head, separator, rest = body.partition(b"\r\n\r\n")
@@ -307,8 +349,10 @@ class Messages:
         policy: SubmissionPolicy,
         max_age: float,
         max_body_size: int,
+        prepare: SubmissionHook | None = None,
     ) -> None:
         self.db = db
+        self.prepare = prepare
         self.credentials = credentials
         self.policy = policy
         self.max_age = max_age
@@ -355,25 +399,52 @@ class Messages:
         except RecursionError:
             raise InvalidJson("the JSON is nested too deeply") from None
         priority = PRIORITIES["transactional"]
+        options: dict[str, Any] = {}
         if isinstance(obj, dict):
             obj = dict(obj)
             priority = _priority(obj.pop("priority", None), "priority")
+            options = {
+                k: obj.pop(k)
+                for k in ("tracking", "category", "campaign_id", "list_id")
+                if k in obj
+            }
         spec = MessageSpec.from_json(obj)
         message = compose(spec, self.policy.hostname)
-        return await self.policy.prepare(
+        submission = await self.policy.prepare(
             credential, spec.from_.email, spec.recipients, message, priority=priority
         )
+        return await self._with_options(credential, submission, options)
+
+    async def _with_options(
+        self, credential: Credential, submission: queue.Submission, options: dict[str, Any]
+    ) -> queue.Submission:
+        """Category, campaign and list on the submission; tracking decided by the hook."""
+        submission = replace(
+            submission,
+            category=_category(options.get("category")),
+            campaign_id=_optional_id(options.get("campaign_id"), "campaign_id"),
+            list_id=_optional_id(options.get("list_id"), "list_id"),
+        )
+        if self.prepare is not None:
+            return await self.prepare(credential, options.get("tracking"), submission)
+        if options.get("tracking") is not None:
+            raise ComposeError("tracking", "tracking is not available on this server")
+        return submission
 
     async def _from_raw(
         self, request: Request, credential: Credential, body: bytes
     ) -> queue.Submission:
         priority = _priority(request.query_params.get("priority"), "priority")
+        options = _query_options(request)
         body = normalise_line_endings(body)
         recipients = request.query_params.getlist("to") or _header_recipients(body)
         # Bcc is for the envelope only (RFC 5322 §3.6.3); Postfix removes it the same way.
         body = _strip_bcc(body)
         mail_from = request.query_params.get("from", "")
-        return await self.policy.prepare(credential, mail_from, recipients, body, priority=priority)
+        submission = await self.policy.prepare(
+            credential, mail_from, recipients, body, priority=priority
+        )
+        return await self._with_options(credential, submission, options)
 
     async def recipient(self, request: Request) -> Response:
         credential = await _authenticate(request, self.credentials)
@@ -446,9 +517,13 @@ def create_app(
     max_age: float,
     max_body_size: int,
     ready: Ready | None = None,
+    prepare: SubmissionHook | None = None,
+    mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The HTTP API app. `ready` is the readiness check; without one, the database must answer."""
-    messages = Messages(db, credentials, policy, max_age, max_body_size)
+    """The HTTP API app. `ready` is the readiness check; without one, the database must answer.
+    `prepare` is the submission hook (tracking), when the daemon has one; `mounts` are other
+    packages' routes the daemon adds (bounce webhooks)."""
+    messages = Messages(db, credentials, policy, max_age, max_body_size, prepare)
     health = Health(db, ready)
     routes = [
         Route("/api/v1/messages", messages.submit, methods=["POST"]),
@@ -456,5 +531,6 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        *mounts,
     ]
     return Starlette(routes=routes, exception_handlers=_EXCEPTION_HANDLERS)

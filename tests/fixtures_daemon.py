@@ -26,6 +26,7 @@ def daemon_settings(
     tmp_path: Path, database_url: str, dns_port: int, mx_port: int, **overrides: Any
 ) -> dict[str, Any]:
     """A complete test config as a TOML-shaped dict: free ports, the stub DNS, fast retries."""
+    tracker_port = free_port()
     settings: dict[str, Any] = {
         "hostname": "sendmill.test",
         "state_dir": str(tmp_path / "state"),
@@ -37,6 +38,11 @@ def daemon_settings(
             "plaintext_auth_on_loopback": True,
         },
         "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "control": {"listen": f"127.0.0.1:{free_port()}"},
+        "tracker": {
+            "listen": f"127.0.0.1:{tracker_port}",
+            "base_url": f"http://127.0.0.1:{tracker_port}",
+        },
         "bounce": {"domain": "bounces.sendmill.test", "listen": f"127.0.0.1:{free_port()}"},
         "delivery": {
             "port": mx_port,

@@ -1,0 +1,159 @@
+"""Running the tracker: its own listener, inside the daemon or in several processes.
+
+With `[tracker] processes = 1` the daemon's main process serves the tracker beside intake.
+With more, the daemon spawns that many processes; each binds the same address with
+SO_REUSEPORT (the kernel spreads connections over them), opens its own small connection pool
+and writes its own events. One Python process tops out near 10,000 pixel requests a second on
+this hardware, so a busy tracker wants one process per core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+
+import asyncpg
+
+from mta import database
+from mta.config import Config, parse_hostport
+from mta.logs import setup_logging
+from mta.secret import server_secret
+from mta.verp import Verp
+from tracker.app import TrackerApp, create_app
+from tracker.events import EventWriter
+from tracker.machine import MachineRules
+from tracker.prepare import DeliveryPreparer, Links, SubmissionPreparer
+from tracker.tokens import TokenCodec
+
+log = logging.getLogger("sendmill.tracker")
+BACKLOG = 4096
+PROCESS_POOL_SIZE = 3
+
+
+def build_codec(config: Config) -> TokenCodec:
+    """Tokens under `[tracker] secret`, else the server secret; `previous_secret` verifies."""
+    t = config.tracker
+    secret = t.secret.encode() if t.secret else server_secret(config)
+    previous = t.previous_secret.encode() if t.previous_secret else None
+    return TokenCodec(secret, previous)
+
+
+def build_links(config: Config) -> Links:
+    verp = None
+    if config.tracker.unsubscribe_mailto:
+        verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
+    return Links(config.tracker.base_url.rstrip("/"), verp)
+
+
+def delivery_preparer(config: Config) -> DeliveryPreparer:
+    """The delivery engine's per-recipient hook."""
+    return DeliveryPreparer(build_codec(config), build_links(config))
+
+
+def submission_preparer(config: Config, db: asyncpg.Pool) -> SubmissionPreparer:
+    """The HTTP API's submission hook."""
+    return SubmissionPreparer(db, build_codec(config))
+
+
+def listening_socket(address: str) -> socket.socket:
+    host, port = parse_hostport(address, 8090, "tracker.listen")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+class TrackerServer:
+    """One process's tracker: the app under uvicorn on a SO_REUSEPORT socket, and its writer."""
+
+    def __init__(self, config: Config, db: asyncpg.Pool) -> None:
+        t = config.tracker
+        self.config = config
+        self.writer = EventWriter(db, t.buffer_size, t.batch_size, t.flush_interval)
+        self.app = create_app(
+            db=db,
+            codec=build_codec(config),
+            links=build_links(config),
+            writer=self.writer,
+            rules=MachineRules.load(t.machine_rules),
+            trust_forwarded=t.trust_forwarded_for,
+        )
+        self._server: object | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        import uvicorn
+
+        assert self.config.tracker.listen is not None
+        sock = listening_socket(self.config.tracker.listen)
+        self.writer.start()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                http=_http_protocol(self.app),
+                backlog=BACKLOG,
+                timeout_keep_alive=30,
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="tracker-http")
+        while not server.started and not self._task.done():  # noqa: ASYNC110 (uvicorn's flag)
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()  # raise the reason it could not start
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True  # type: ignore[attr-defined]
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, grace)
+        await self.writer.stop(grace)
+
+
+def _http_protocol(app: TrackerApp) -> type | str:
+    """The fast lane on uvicorn's httptools protocol; plain h11 if httptools is missing."""
+    try:
+        from tracker.fastlane import protocol_for
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        return "h11"
+    return protocol_for(app.hot)
+
+
+# --- spawned tracker processes --------------------------------------------------------------
+
+
+def tracker_process_main(config: Config, index: int) -> None:
+    """Entry point of a spawned tracker process."""
+    setup_logging(config.log.level, config.log.format)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(_tracker_process(config, index))
+
+
+async def _tracker_process(config: Config, index: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    url = await database.resolve_url(config)
+    db = await database.connect(url, PROCESS_POOL_SIZE)
+    server = TrackerServer(config, db)
+    await server.start()
+    log.info("tracker process %d listening on %s", index, config.tracker.listen)
+    await stop.wait()
+    await server.stop()
+    await db.close()
