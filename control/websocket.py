@@ -26,10 +26,9 @@ async def events_socket(websocket: WebSocket) -> None:
     services = websocket.app.state.services
     header = websocket.headers.get("authorization")
     token = websocket.query_params.get("access_token")
+    credential = header or (f"Bearer {token}" if token else None)
     try:
-        principal = await services.auth.authenticate(
-            header or (f"Bearer {token}" if token else None)
-        )
+        principal = await services.auth.authenticate(credential)
     except ControlError:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="invalid or missing access token")
         return
@@ -44,12 +43,15 @@ async def events_socket(websocket: WebSocket) -> None:
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, receiver}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
                     await websocket.send_text(dumps(getter.result()).decode())
-                else:
-                    getter.cancel()
+                    continue
+                getter.cancel()
+                if not done and not await _still_valid(services, credential):
+                    await websocket.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
