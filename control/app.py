@@ -1,5 +1,5 @@
-"""The control API application: `create_app(db, config)` builds the Starlette app the daemon
-serves on `[control] listen`.
+"""The control API application: `create_app(db, config, server_secret)` builds the Starlette
+app the daemon serves on `[control] listen`.
 
 Every request passes `RequestContext` (request id, body size limit) and then one
 `EndpointRoute` (control/routing.py) that authenticates, authorises, validates and maps

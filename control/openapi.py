@@ -94,7 +94,7 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     if not e.public:
         responses["401"] = _error("missing, invalid or expired credentials")
         responses["403"] = _error("permission denied")
-        responses["429"] = _error("rate limit exceeded; see Retry-After")
+    responses["429"] = _error("rate limit (or login throttle) exceeded; see Retry-After")
     if _PARAM.search(e.path):
         responses["404"] = _error("not found (or another company's)")
     if e.write:

@@ -17,6 +17,7 @@ from control.errors import ControlError
 from control.responses import dumps
 
 CLOSE_UNAUTHORIZED = 4401
+RECHECK_SECONDS = 30.0  # a revoked session (logout, reuse, deactivation) is cut off this fast
 CLOSE_FORBIDDEN = 4403
 PERMISSION = "campaigns:read"
 
@@ -25,10 +26,9 @@ async def events_socket(websocket: WebSocket) -> None:
     services = websocket.app.state.services
     header = websocket.headers.get("authorization")
     token = websocket.query_params.get("access_token")
+    credential = header or (f"Bearer {token}" if token else None)
     try:
-        principal = await services.auth.authenticate(
-            header or (f"Bearer {token}" if token else None)
-        )
+        principal = await services.auth.authenticate(credential)
     except ControlError:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="invalid or missing access token")
         return
@@ -43,18 +43,31 @@ async def events_socket(websocket: WebSocket) -> None:
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, receiver}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
                     await websocket.send_text(dumps(getter.result()).decode())
-                else:
-                    getter.cancel()
+                    continue
+                getter.cancel()
+                if not done and not await _still_valid(services, credential):
+                    await websocket.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
+
+
+async def _still_valid(services: object, credential: str | None) -> bool:
+    """Whether the connection's token still authenticates (checked every RECHECK_SECONDS):
+    the session may have been logged out or revoked, or the token expired."""
+    try:
+        await services.auth.authenticate(credential)  # type: ignore[attr-defined]
+    except ControlError:
+        return False
+    return True
 
 
 async def _drain(websocket: WebSocket) -> None:

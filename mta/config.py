@@ -201,7 +201,7 @@ class TrackerConfig:
 class ControlConfig:
     """The control API (control/): its own listener, tokens, throttles and limits."""
 
-    listen: str | None = "127.0.0.1:8080"
+    listen: str | None = None  # absent: not served (configs/sendmill.toml sets 127.0.0.1:8080)
     # HS256 key for access tokens; absent: derived from the server secret.
     jwt_secret: str | None = None
     access_token_ttl: float = 900.0

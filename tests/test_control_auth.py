@@ -233,3 +233,27 @@ def test_cli_creates_company_and_admin(tmp_path, database_url: str) -> None:
     for cmd in (["create-company"], ["create-admin"], ["create-user"]):
         help_out = subprocess.run([*run, *cmd, "--help"], capture_output=True, text=True)
         assert help_out.returncode == 0 and "usage:" in help_out.stdout
+
+
+async def test_many_concurrent_logins_and_writes_do_not_exhaust_the_pool(control: Control) -> None:
+    # The pool has 10 connections; a handler that took a second one while the pipeline held
+    # the first deadlocked under this load (every login waited for a connection forever).
+    company = await control.company()
+    admin = await control.user(company)
+    users = [await control.user(company, "analyst", login=False) for _ in range(24)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(control.login(u.email) for u in users)), timeout=30
+    )
+    assert len({r["refresh_token"] for r in results}) == 24
+    writes = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                control.client.post(
+                    "/api/contacts/", headers=admin.auth, json={"email": f"c{i}@example.org"}
+                )
+                for i in range(30)
+            )
+        ),
+        timeout=30,
+    )
+    assert [w.status_code for w in writes] == [201] * 30

@@ -203,3 +203,21 @@ async def test_daemon_serves_the_control_api_on_its_own_listener(
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{port}/api/openapi.json")
+
+
+async def test_websocket_closes_when_the_session_ends(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from control import websocket
+
+    monkeypatch.setattr(websocket, "RECHECK_SECONDS", 0.2)
+    user = await control.user(await control.company())
+    ws = await _ws(control, user.tokens["access_token"])
+    try:
+        assert (await _next_event(ws))["event"] == "ready"
+        assert (await control.client.post("/api/auth/logout", headers=user.auth)).status_code == 204
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == websocket.CLOSE_UNAUTHORIZED
+    finally:
+        await ws.close()

@@ -15,7 +15,7 @@ from typing import Any
 from control.auth import new_totp_secret, totp_uri, verify_totp
 from control.errors import BadRequest, ValidationFailed
 from control.fields import Field, Schema, ro
-from control.routing import Api, Call
+from control.routing import Api, Call, record
 from mta.queries import Queries
 
 SQL = Queries("control")
@@ -54,7 +54,26 @@ ME = Schema(
 api = Api()
 
 
-@api.add("POST", "/api/auth/login", "Log in", "auth", public=True, body=LOGIN, response=TOKENS)
+# The authenticator runs its own transactions (a failed login must still count, a reused
+# refresh token must still revoke its family, though the answer is 401): these endpoints run
+# outside the pipeline's transaction and record their audit rows themselves.
+
+
+async def _audit(call: Call) -> None:
+    async with call.services.db.acquire() as conn, conn.transaction():
+        await record(conn, call)
+
+
+@api.add(
+    "POST",
+    "/api/auth/login",
+    "Log in",
+    "auth",
+    public=True,
+    body=LOGIN,
+    response=TOKENS,
+    audited=False,
+)
 async def login(call: Call) -> dict[str, Any]:
     body = call.body or {}
     pair = await call.services.auth.login(
@@ -69,6 +88,7 @@ async def login(call: Call) -> dict[str, Any]:
         company_id=pair.company_id,
         user_id=pair.user_id,
     )
+    await _audit(call)
     return pair.as_json()
 
 
@@ -80,13 +100,16 @@ async def login(call: Call) -> dict[str, Any]:
     public=True,
     body=REFRESH,
     response=TOKENS,
+    audited=False,
 )
 async def refresh(call: Call) -> dict[str, Any]:
     pair = await call.services.auth.refresh((call.body or {})["refresh_token"])
     return pair.as_json()
 
 
-@api.add("POST", "/api/auth/logout", "Log out: revoke this session", "auth", status=204)
+@api.add(
+    "POST", "/api/auth/logout", "Log out: revoke this session", "auth", status=204, audited=False
+)
 async def logout(call: Call) -> None:
     principal = call.principal
     assert principal is not None
@@ -94,6 +117,7 @@ async def logout(call: Call) -> None:
         raise BadRequest("API keys have no session to log out of; revoke the key instead")
     await call.services.auth.logout(principal.session_id)
     call.audit("user.logout", "user", principal.user_id, None, None)
+    await _audit(call)
 
 
 @api.add("GET", "/api/auth/me", "Who is calling", "auth", response=ME)

@@ -120,6 +120,16 @@ def approval_of(row: Any) -> cs.Approval:
     )
 
 
+async def _size_for(
+    call: Call, policy: cs.ApprovalPolicy, target_list_id: int, suppression_list_id: int | None
+) -> int:
+    """The audience size when the approval rule depends on it, else 0: counting a large list
+    on every save would cost more than the save (it is counted for real at send time)."""
+    if policy.required or policy.audience_threshold is None:
+        return 0
+    return await audience_size(call, target_list_id, suppression_list_id)
+
+
 async def check_refs(call: Call, merged: dict[str, Any]) -> None:
     ok = await call.db.fetchrow(
         SQL["campaign-refs"],
@@ -163,7 +173,7 @@ async def before_create(call: Call, data: dict[str, Any]) -> None:
     elif await call.db.fetchval(SQL["campaign-code-taken"], call.company_id, code):
         raise Conflict("campaign_code is already in use", field="campaign_code")
     policy = cs.ApprovalPolicy.from_settings(await company_settings(call))
-    size = await audience_size(call, data["target_list_id"], data.get("suppression_list_id"))
+    size = await _size_for(call, policy, data["target_list_id"], data.get("suppression_list_id"))
     data["approval_status"] = cs.request_approval(policy, size, call.user_id or 0).status
 
 
@@ -184,7 +194,7 @@ async def before_update(call: Call, data: dict[str, Any], current: Any) -> None:
     ):
         raise Conflict("campaign_code is already in use", field="campaign_code")
     policy = cs.ApprovalPolicy.from_settings(await company_settings(call))
-    size = await audience_size(call, merged["target_list_id"], merged["suppression_list_id"])
+    size = await _size_for(call, policy, merged["target_list_id"], merged["suppression_list_id"])
     after = cs.approval_after_edit(approval_of(current), policy, size)
     data.update(
         approval_status=after.status,
@@ -210,8 +220,12 @@ async def after_write(call: Call, action: str, row: Any) -> None:
         await call.db.execute(
             SQL["increment-template-usage"], row["email_template_id"], call.company_id
         )
-        size = await audience_size(call, row["target_list_id"], row["suppression_list_id"])
-        call.emit("email_campaign.created", {**out(row), "recipient_count": size})
+        # The list's subscribed members: the audience before suppressions, which are applied
+        # (and the exact count stored) when the campaign is sent.
+        count = await call.db.fetchval(
+            SQL["subscribed-count"], row["target_list_id"], call.company_id
+        )
+        call.emit("email_campaign.created", {**out(row), "recipient_count": count})
 
 
 api = Api()

@@ -118,3 +118,7 @@ WHERE company_id = $1 AND NOT is_deleted AND sent_date IS NOT NULL
 -- name: mark-approval-pending
 -- Campaign $1 needs approval after all (its audience grew past the company's threshold).
 UPDATE email_campaigns SET approval_status = 'pending' WHERE id = $1;
+
+-- name: subscribed-count
+-- Members of list $1 (company $2) subscribed, before suppressions and unsubscriptions.
+SELECT count(*) FROM list_members WHERE list_id = $1 AND company_id = $2 AND state = 'subscribed';
