@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 
+from mta import erasure
 from tests.fixtures_control import HTML, Control, User, template_body
 
 
@@ -182,7 +183,8 @@ async def test_gdpr_export_and_erasure(control: Control) -> None:
     dump = " ".join(values)
     assert address not in dump
     assert "jane" not in dump.lower()
-    # Never mailed or added again: the hash blocks it.
+    # Never mailed or added again: the hash blocks it, in the mail path too.
+    assert await erasure.is_erased_address_suppressed(pool, admin.company.id, address.upper())
     again = await c.post("/api/contacts/", headers=h, json={"email": address})
     assert again.status_code == 409 and again.json()["details"]["reason"] == "address_erased"
     r = await _import(control, admin, ids["list"], f"email\n{address}\n".encode())

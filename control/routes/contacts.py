@@ -23,6 +23,7 @@ from control.fields import Field, Schema, ro
 from control.permissions import CONTACT_PII, Action, permission
 from control.resource import ResourceSpec, register
 from control.routing import Api, Call, Page
+from mta import erasure
 from mta.queries import Queries
 
 SQL = Queries("control")
@@ -295,6 +296,8 @@ async def erase_contact(call: Call) -> dict[str, Any]:
     if row is None:
         raise NotFound("contact")
     if row["email"]:
+        # The mail path's own hashed suppression: transactional mail is blocked too.
+        await erasure.suppress_erased_address(call.db, call.company_id, row["email"])
         digest = hashlib.sha256(row["email"].encode()).hexdigest()
         placeholder = f"erased-{digest[:16]}@erased.invalid"  # RFC 2606 .invalid: never routable
         await call.db.execute(

@@ -1,7 +1,8 @@
 -- name: enqueue-message
 -- Stores one message body and a row per envelope recipient, in one statement (one commit).
--- Recipients already suppressed for the company start as 'suppressed' and are never sent; so do
--- marketing recipients unsubscribed from all the company's lists or from the message's list.
+-- Recipients already suppressed for the company (in clear, or as the hash of an erased address)
+-- start as 'suppressed' and are never sent; so do marketing recipients unsubscribed from all
+-- the company's lists or from the message's list.
 -- $1 company_id, $2 credential_id, $3 mail_from, $4 from_domain, $5 message_id header,
 -- $6 body, $7 smtputf8, $8 eight_bit, $9 recipients[], $10 domains[], $11 priority,
 -- $12 max age (seconds), $13 initial state ('queued' or 'held'), $14 category,
@@ -25,6 +26,10 @@ FROM m, (SELECT pg_notify('sendmill_queue', '')) AS wake,
 LEFT JOIN LATERAL (
     SELECT s.reason FROM suppressions s
     WHERE s.company_id = $1 AND s.address = lower(r.recipient)
+    UNION ALL
+    SELECT h.reason FROM suppression_hashes h
+    WHERE h.company_id = $1
+      AND h.address_hash = sha256(convert_to(lower(r.recipient), 'UTF8'))
     UNION ALL
     SELECT 'unsubscribed' FROM unsubscriptions u
     WHERE $14 = 'marketing' AND u.company_id = $1 AND u.address = lower(r.recipient)
@@ -94,13 +99,18 @@ WHERE id = ANY ($1::bigint[]);
 
 -- name: blocked-recipients
 -- Which of the recipient rows $1 must not be contacted, and why: the address is suppressed for
--- the company, or the mail is marketing and the address left all lists or the message's list.
-SELECT r.id, coalesce(s.reason, 'unsubscribed') AS reason
+-- the company (in clear, or as the hash of an erased address), or the mail is marketing and the
+-- address left all lists or the message's list.
+SELECT r.id, coalesce(s.reason, h.reason, 'unsubscribed') AS reason
 FROM recipients r
 JOIN messages m ON m.id = r.message_id
 LEFT JOIN suppressions s ON s.company_id = r.company_id AND s.address = lower(r.recipient)
+LEFT JOIN suppression_hashes h
+    ON h.company_id = r.company_id
+   AND h.address_hash = sha256(convert_to(lower(r.recipient), 'UTF8'))
 WHERE r.id = ANY ($1::bigint[])
   AND (s.address IS NOT NULL
+       OR h.address_hash IS NOT NULL
        OR (m.category = 'marketing' AND EXISTS (
                SELECT 1 FROM unsubscriptions u
                WHERE u.company_id = r.company_id AND u.address = lower(r.recipient)
