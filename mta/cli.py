@@ -325,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default=os.environ.get("SENDMILL_SMTP_PASSWORD"))
     p.add_argument("--server", help="host:port (default: smtp.listen from the config)")
     p.set_defaults(func=cmd_send)
+
+    # The control API's commands live with it (control/cli.py); only this hook knows them.
+    from control.cli import add_commands
+
+    add_commands(sub, _add_config)
+
+    # The bounce package's commands (bounce parse, suppressions): its only entry point here.
+    from bounce.cli import register as register_bounce
+
+    register_bounce(sub, _add_config)
     return parser
 
 

@@ -95,6 +95,11 @@ class BounceConfig:
     listen: str | None = "127.0.0.1:2525"
     local_part: str = "b"
     secret: str | None = None
+    # The bounce processor (bounce/): run it in this daemon; where complaints (ARF feedback
+    # loops) and mailto: unsubscribe requests (unsubscribe+TOKEN@domain) arrive.
+    process: bool = True
+    complaint_local_parts: tuple[str, ...] = ("fbl",)
+    unsubscribe_local_part: str = "unsubscribe"
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,28 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    """The control API (control/): its own listener, tokens, throttles and limits."""
+
+    listen: str | None = "127.0.0.1:8080"
+    # HS256 key for access tokens; absent: derived from the server secret.
+    jwt_secret: str | None = None
+    access_token_ttl: float = 900.0
+    refresh_token_ttl: float = 30 * 86400.0
+    # argon2id cost (RFC 9106): iterations and memory per password hash
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    login_max_failures: int = 5
+    login_lockout: float = 900.0
+    rate_limit: str = "1200/m"
+    rate_burst: int = 60
+    max_body_size: int = 1024 * 1024
+    max_import_size: int = 512 * 1024 * 1024
+    # SpamAssassin's spamd ("host:port") for content spam scores; absent: built-in rules.
+    spamd: str | None = None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -206,6 +233,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -250,6 +278,7 @@ _SECTIONS = {
     "dns": DnsConfig,
     "log": LogConfig,
     "tracker": TrackerConfig,
+    "control": ControlConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -265,6 +294,7 @@ _DURATION_KEYS = {
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
     "tracker": {"flush_interval"},
+    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
 }
 
 
@@ -286,7 +316,7 @@ def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = fr
             value = tuple(parse_duration(v, key) for v in value)
         elif name == "trusted_networks":
             value = _networks(value, key)
-        elif name == "resolvers" or name == "source_addresses":
+        elif name in ("resolvers", "source_addresses", "complaint_local_parts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key}: expected a list of strings")
             value = tuple(value)
@@ -426,6 +456,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("tracker.processes: must be at least 1")
     if not config.tracker.base_url.startswith(("https://", "http://")):
         raise ConfigError("tracker.base_url: must be an http(s):// URL")
+    if config.control.listen is not None:
+        parse_hostport(config.control.listen, 8080, "control.listen")
+    _validate_rate(config.control.rate_limit, "control.rate_limit")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 

@@ -73,11 +73,28 @@ def build_resolver(config: Config) -> Resolver:
     return Resolver(config.dns.resolvers, config.dns.timeout, config.dns.cache_ttl_max)
 
 
+def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
+    """The bounce package's processor (None when bounce.process is off). The one place that
+    brings bounce/ into the daemon: mta code itself never imports it."""
+    if not config.bounce.process:
+        return None
+    from bounce.processor import BounceProcessor
+
+    secret = server_secret(config)
+    return BounceProcessor(
+        db,
+        Verp(secret, config.bounce.domain, config.bounce.local_part),
+        Verp(secret, config.bounce.domain, config.bounce.unsubscribe_local_part),
+        config.bounce.complaint_local_parts,
+    )
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
     from tracker.server import delivery_preparer
 
+    bounce = build_bounce_processor(config, db)
     engine = DeliveryEngine(
         config,
         db,
@@ -88,6 +105,7 @@ async def start_engine(
         share=share,
         listen_url=url,
         preparer=delivery_preparer(config),
+        observer=getattr(bounce, "observe_outcomes", None),
     )
     # Leases this node held before a crash are ours to take back now.
     await db.execute(
@@ -141,8 +159,12 @@ class Daemon:
     smtp: object | None = None
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
+    control: object | None = None  # the control API's uvicorn server (control/app.py)
+    control_app: object | None = None
+    control_task: asyncio.Task[None] | None = None
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
+    bounce: object | None = None  # bounce.processor.BounceProcessor
     ready: bool = False
 
     async def start(self) -> None:
@@ -169,8 +191,12 @@ class Daemon:
             db, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
-        self.smtp = SmtpListeners(config, db, credentials, policy, verp)
+        self.bounce = build_bounce_processor(config, db)
+        accepts = getattr(self.bounce, "accepts", None)
+        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts)
         await self.smtp.start()
+        if self.bounce is not None:
+            self.bounce.start()  # type: ignore[attr-defined]
         app = create_app(
             db=db,
             credentials=credentials,
@@ -181,6 +207,8 @@ class Daemon:
             prepare=submission_preparer(config, db),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
+        if config.control.listen:
+            self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
     async def _sample_queue(self) -> None:
@@ -207,6 +235,29 @@ class Daemon:
         server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
         self.http = server
         await server.serve()
+
+    def _start_control(self) -> None:
+        """The control API (control/) on its own listener, sharing the pool."""
+        import uvicorn
+
+        from control.app import create_app as create_control_app
+
+        assert self.db is not None and self.config.control.listen
+        self.control_app = create_control_app(self.db, self.config, server_secret(self.config))
+        host, port = parse_hostport(self.config.control.listen, 8080, "control.listen")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.control_app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self.control = server
+        self.control_task = asyncio.create_task(server.serve())
 
     async def _is_ready(self) -> bool:
         if not self.ready or self.db is None:
@@ -266,11 +317,19 @@ class Daemon:
             self.sampler_task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
+        if self.bounce is not None:
+            await self.bounce.stop()  # type: ignore[attr-defined]
         if self.http is not None:
             self.http.should_exit = True
+        if self.control is not None:
+            self.control.should_exit = True
         if self.http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.http_task, grace)
+        if self.control_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.control_task, grace)
+            await self.control_app.state.services.hub.stop()
         for engine in self.engines:
             await engine.stop(grace)
         if self.tracker is not None:

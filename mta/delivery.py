@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -91,6 +91,7 @@ class DeliveryEngine:
         share: int = 1,
         listen_url: str | None = None,
         preparer: MessagePreparer | None = None,
+        observer: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self._config = config
         self._preparer = preparer
@@ -113,6 +114,10 @@ class DeliveryEngine:
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        # Told about every written batch of failed outcomes (the bounce processor, wired by
+        # mta/daemon.py); runs beside delivery, never in its way.
+        self._observer = observer
+        self._observing: set[asyncio.Task[None]] = set()
         self._slots = ConnectionSlots(db, node)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -153,6 +158,7 @@ class DeliveryEngine:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await asyncio.gather(*self._observing, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._slots.release_all()
         if self._listener is not None:
@@ -388,6 +394,7 @@ class DeliveryEngine:
         for attempt in range(5):
             try:
                 await queue.record_outcomes(self._db, self.node, batch)
+                self._notify(batch)
                 break
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("delivery: recording outcomes failed (%s), retry %d", exc, attempt)
@@ -396,6 +403,22 @@ class DeliveryEngine:
             # The rows stay leased to us; their leases expire and they are attempted again.
             log.error("delivery: could not record %d outcomes; leases will expire", len(batch))
         self._held.difference_update(o.recipient_id for o in batch)
+
+    def _notify(self, batch: list[Outcome]) -> None:
+        if self._observer is None:
+            return
+        failed = [o for o in batch if o.state is not RecipientState.DELIVERED]
+        if failed:
+            task = asyncio.create_task(self._observe(failed))
+            self._observing.add(task)
+            task.add_done_callback(self._observing.discard)
+
+    async def _observe(self, failed: list[Outcome]) -> None:
+        assert self._observer is not None
+        try:
+            await self._observer(failed)
+        except Exception:  # an observer's failure must not touch delivery
+            log.warning("delivery: outcome observer failed", exc_info=True)
 
     async def _flush_loop(self) -> None:
         while True:

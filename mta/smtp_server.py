@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -136,6 +137,7 @@ class SubmissionHandler:
         hostname: str,
         max_age: float,
         trusted_networks: tuple[str, ...] = (),
+        accepts: Callable[[str], bool] | None = None,
     ) -> None:
         self.listener = listener
         self._db = db
@@ -144,6 +146,9 @@ class SubmissionHandler:
         self._hostname = hostname
         self._max_age = max_age
         self._trusted = [ipaddress.ip_network(n) for n in trusted_networks]
+        # Other addresses of the bounce domain someone takes mail for (the bounce processor's
+        # complaint and mailto: unsubscribe addresses), besides VERP return paths.
+        self._accepts = accepts
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, lines: list[str]
@@ -201,7 +206,8 @@ class SubmissionHandler:
         try:
             self._verp.decode(address)
         except VerpError:
-            raise SubmissionError(smtp_reply=replies.S550_NO_SUCH_USER) from None
+            if self._accepts is None or not self._accepts(address):
+                raise SubmissionError(smtp_reply=replies.S550_NO_SUCH_USER) from None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         try:
@@ -239,7 +245,10 @@ class SubmissionHandler:
         # One transaction: a 451 must leave nothing behind for the sender's retry to duplicate.
         async with self._db.acquire() as conn, conn.transaction():
             for rcpt in envelope.rcpt_tos:
-                recipient_id = self._verp.decode(rcpt)
+                try:
+                    recipient_id: int | None = self._verp.decode(rcpt)
+                except VerpError:  # an address `accepts` took: it names no recipient row
+                    recipient_id = None
                 await store_inbound(conn, recipient_id, _sender(envelope.mail_from), rcpt, body)
         return replies.S250_OK
 
@@ -456,12 +465,14 @@ class SmtpListeners:
         credentials: CredentialStore,
         policy: SubmissionPolicy,
         verp: Verp,
+        accepts: Callable[[str], bool] | None = None,
     ) -> None:
         self._config = config
         self._db = db
         self._credentials = credentials
         self._policy = policy
         self._verp = verp
+        self._accepts = accepts
         self._servers: list[asyncio.Server] = []
         self.sessions = SessionTable()
         self.addresses: dict[str, tuple[str, int]] = {}  # listener name -> bound host, port
@@ -506,6 +517,7 @@ class SmtpListeners:
             self._config.hostname,
             self._config.delivery.max_age,
             self._config.smtp.trusted_networks,
+            self._accepts,
         )
         loop = asyncio.get_running_loop()
         factory = functools.partial(self._protocol, handler, context, loop)

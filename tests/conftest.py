@@ -24,7 +24,12 @@ _TEMP_ROOT = Path(tempfile.gettempdir()) / (
 _TEMP_ROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMP_ROOT))
 
-pytest_plugins = ["tests.fixtures_dns", "tests.fixtures_mx", "tests.fixtures_daemon"]
+pytest_plugins = [
+    "tests.fixtures_dns",
+    "tests.fixtures_mx",
+    "tests.fixtures_daemon",
+    "tests.fixtures_control",
+]
 
 TEMPLATE = "sendmill_template"
 

@@ -38,6 +38,7 @@ def daemon_settings(
             "plaintext_auth_on_loopback": True,
         },
         "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "control": {"listen": f"127.0.0.1:{free_port()}"},
         "tracker": {
             "listen": f"127.0.0.1:{tracker_port}",
             "base_url": f"http://127.0.0.1:{tracker_port}",

@@ -1,0 +1,56 @@
+"""RFC 5965 Abuse Reporting Format: feedback loop reports, i.e. complaints.
+
+`multipart/report; report-type=feedback-report` with a human-readable part, a
+`message/feedback-report` part (Feedback-Type, User-Agent, Version, Original-Mail-From,
+Original-Rcpt-To, Arrival-Date, Source-IP...) and the original message or its headers.
+Mailbox providers often redact the complainer's address; then the original message's own
+headers (our VERP Return-Path, Message-ID, To) are how the processor finds the recipient row.
+Microsoft's JMRP reports are not ARF but carry the address in X-HmXmrOriginalRecipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import Message
+
+from bounce.dsn import field_groups, first_address, fold
+
+FEEDBACK_TYPE = "message/feedback-report"
+# Feedback types of RFC 5965 §7.3 and RFC 6591 (auth-failure): only abuse-like ones are
+# complaints from a person; the others are reports about the mail stream.
+PERSON_COMPLAINTS = frozenset({"abuse", "fraud", "other", "not-spam", "opt-out", ""})
+
+
+@dataclass(slots=True)
+class FeedbackReport:
+    feedback_type: str  # abuse, fraud, virus, auth-failure, not-spam, other
+    recipient: str  # Original-Rcpt-To, '' when redacted or absent
+    user_agent: str = ""
+    source_ip: str = ""
+    arrival_date: str = ""
+    original_mail_from: str = ""
+
+
+def parse_feedback(text: str) -> FeedbackReport:
+    """The fields of a message/feedback-report part (every field optional in practice)."""
+    fields: dict[str, str] = {}
+    for group in field_groups(text):
+        for key, value in group.items():
+            fields.setdefault(key, value)
+    return FeedbackReport(
+        feedback_type=fields.get("feedback-type", "abuse").strip().lower() or "abuse",
+        recipient=first_address(fields.get("original-rcpt-to", "")),
+        user_agent=fold(fields.get("user-agent", "")),
+        source_ip=fields.get("source-ip", "").strip(),
+        arrival_date=fields.get("arrival-date", fields.get("received-date", "")).strip(),
+        original_mail_from=first_address(fields.get("original-mail-from", "")),
+    )
+
+
+def jmrp_recipient(message: Message) -> str | None:
+    """The complainer of a Microsoft JMRP report (not ARF), or None when it is not one."""
+    for part in message.walk():
+        value = part.get("X-HmXmrOriginalRecipient")
+        if value:
+            return first_address(str(value))
+    return None

@@ -1,0 +1,203 @@
+"""Classifies a failure (RFC 3463 status, reply or bounce text, DSN action) into a `Reason`.
+
+One engine for both paths, so they agree: the asynchronous bounces the processor reads and the
+synchronous SMTP replies the MTA gets while delivering. The rules are data (bounce/rules.toml,
+whose header explains the order of decisions); this module only compiles and applies them. No
+I/O after construction: a `Classifier` is a pure function of its rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from bounce.reasons import Reason
+
+RULES_PATH = Path(__file__).with_name("rules.toml")
+
+# RFC 3463 §2: class "." subject "." detail; the detail may have up to three digits.
+STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# An RFC 5321 reply code at the start of the text or after "said:"/"error:" and similar.
+REPLY_CODE_RE = re.compile(r"(?:^|[\s:;(#])([245]\d\d)(?=[\s-]|$)")
+_SPACE_RE = re.compile(r"\s+")
+# Replies and the sentences around an address are short; long prose is mostly boilerplate,
+# and the cost of the rules grows with the length of the text.
+_MAX_TEXT = 1200
+
+
+class RulesError(ValueError):
+    """The rules file is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    reason: Reason
+    hard: bool | None
+    status: str  # the RFC 3463 code used ('' when none was given or found)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    reason: Reason
+    hard: bool
+    stage: int
+    pattern: re.Pattern[str] | None  # the rule's regular expressions (phrases are indexed)
+    veto: tuple[str, ...]
+
+    def matches(self, text: str, by_phrase: frozenset[int], index: int) -> bool:
+        hit = index in by_phrase or (self.pattern is not None and self.pattern.search(text))
+        return bool(hit) and not any(v in text for v in self.veto)
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+class _PhraseIndex:
+    """Literal phrases looked up by one of their words, then checked with `in`: a few set
+    lookups and substring tests instead of hundreds of regex alternatives per text."""
+
+    def __init__(self) -> None:
+        self._by_word: dict[str, list[tuple[int, str]]] = {}
+        self._always: list[tuple[int, str]] = []
+
+    def add(self, rule: int, phrase: str) -> None:
+        words = _WORD_RE.findall(phrase)
+        # Edge words may be cut mid-word ("s mail servers"); interior ones are whole.
+        inner = words[1:-1] if len(words) > 2 else words
+        if not inner:
+            self._always.append((rule, phrase))
+            return
+        key = max(inner, key=len)
+        self._by_word.setdefault(key, []).append((rule, phrase))
+
+    def rules_matching(self, text: str) -> frozenset[int]:
+        found = {rule for rule, phrase in self._always if phrase in text}
+        for word in set(_WORD_RE.findall(text)):
+            for rule, phrase in self._by_word.get(word, ()):
+                if rule not in found and phrase in text:
+                    found.add(rule)
+        return frozenset(found)
+
+
+def normalize(text: str) -> str:
+    """Lower-cased with whitespace folded: how rules see a diagnostic."""
+    return _SPACE_RE.sub(" ", text).strip().lower()
+
+
+def find_status(text: str) -> str:
+    """The first RFC 3463 code in `text` that says a failure or success, else ''."""
+    m = STATUS_RE.search(text)
+    return f"{m[1]}.{m[2]}.{m[3]}" if m else ""
+
+
+def find_reply_code(text: str) -> int | None:
+    m = REPLY_CODE_RE.search(text)
+    return int(m[1]) if m else None
+
+
+class Classifier:
+    """Rules compiled once; `classify` is cheap (a few precompiled regex searches)."""
+
+    def __init__(self, path: Path = RULES_PATH) -> None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
+            self._unless = frozenset(Reason(r) for r in data.get("userunknown_unless", []))
+            self._phrases = _PhraseIndex()
+            self._rules: list[_Rule] = []
+            for i, r in enumerate(data["reason"]):
+                patterns = r.get("patterns", [])
+                for phrase in r.get("phrases", []) + r.get("vendor_phrases", []):
+                    self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()))
+                self._rules.append(
+                    _Rule(
+                        Reason(r["name"]),
+                        bool(r["hard"]),
+                        int(r["stage"]),
+                        re.compile("|".join(f"(?:{p})" for p in patterns), re.X)
+                        if patterns
+                        else None,
+                        tuple(v.lower() for v in r.get("not_phrases", [])),
+                    )
+                )
+        except (KeyError, ValueError, TypeError, re.error, tomllib.TOMLDecodeError) as exc:
+            raise RulesError(f"{path}: {exc}") from exc
+        self._hard = {r.reason: r.hard for r in self._rules}
+        self._position = {r.reason: i for i, r in enumerate(self._rules)}
+
+    def reason_of_text(self, text: str) -> Reason | None:
+        """The first reason (stage 1, then stage 2) whose phrases match `text`."""
+        text = normalize(text)
+        by_phrase = self._phrases.rules_matching(text)
+        for i, rule in enumerate(self._rules):
+            if rule.matches(text, by_phrase, i):
+                return rule.reason
+        return None
+
+    def classify(
+        self, status: str = "", diagnostic: str = "", action: str = "", code: int | None = None
+    ) -> Classification:
+        """Classify one failed recipient. `status` may be empty: it is then looked for in the
+        diagnostic. `code` is the SMTP reply code when known (it decides hard/soft for the
+        reasons whose permanence depends on it)."""
+        text = normalize(diagnostic[:_MAX_TEXT])
+        status = status.strip() or find_status(text)
+        if code is None:
+            code = find_reply_code(text)
+        reason = self._decide(status, text, action.lower())
+        return Classification(reason, self.is_hard(reason, status, code), status)
+
+    def classify_reply(self, code: int, reply: str) -> Classification:
+        """Classify an SMTP reply received while delivering (e.g. '550 5.1.1 No such user')."""
+        return self.classify(find_status(reply), reply, "", code)
+
+    def _decide(self, status: str, text: str, action: str) -> Reason:
+        by_code = self._statuses.get(status)
+        by_phrase = self._phrases.rules_matching(text)
+        # Stage 1: text or code, the first reason in order wins.
+        for i, rule in enumerate(self._rules):
+            if rule.stage != 1:
+                continue
+            if rule.matches(text, by_phrase, i):
+                return rule.reason
+            if by_code is rule.reason:
+                if rule.reason is Reason.USERUNKNOWN and self._says_otherwise(text, by_phrase):
+                    continue
+                return rule.reason
+        # Stage 2: text only.
+        for i, rule in enumerate(self._rules):
+            if rule.stage == 2 and rule.matches(text, by_phrase, i):
+                return rule.reason
+        if by_code is not None:
+            return by_code
+        if status[2:4] == "6.":
+            return Reason.CONTENTERROR
+        if status[2:4] == "7.":
+            return Reason.SECURITYERROR
+        if action.startswith(("delayed", "expired")):
+            return Reason.EXPIRED
+        return Reason.ONHOLD if text else Reason.UNDEFINED
+
+    def _says_otherwise(self, text: str, by_phrase: frozenset[int]) -> bool:
+        return any(
+            self._rules[self._position[r]].matches(text, by_phrase, self._position[r])
+            for r in self._unless
+            if r in self._position
+        )
+
+    def is_hard(self, reason: Reason, status: str = "", code: int | None = None) -> bool | None:
+        """Permanent failure of the address? None for complaints and auto-replies."""
+        if reason in (Reason.FEEDBACK, Reason.VACATION):
+            return None
+        if reason is Reason.NOTACCEPT:
+            return not (status.startswith("4") or (code is not None and 400 <= code < 500))
+        return self._hard.get(reason, False)
+
+
+@functools.cache
+def default_classifier() -> Classifier:
+    """The classifier built from the shipped rules file (compiled once per process)."""
+    return Classifier()

@@ -1,0 +1,66 @@
+"""Bounce events: bounced, deferred, complained and unsubscribed recipients, with their evidence,
+recorded in batches for the campaign and transactional analytics (bounce_events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import asyncpg
+
+from bounce import metrics
+from bounce.reasons import Reason
+from mta.queries import Queries
+
+SQL = Queries("bounce")
+
+
+class EventKind(StrEnum):
+    BOUNCED = "bounced"
+    DEFERRED = "deferred"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(slots=True)
+class BounceEvent:
+    kind: EventKind
+    reason: Reason
+    hard: bool | None
+    address: str  # lower-cased, '' when unknown
+    source: str  # dsn, smtp, arf, mailto, webhook:<provider>
+    company_id: int | None = None
+    recipient_id: int | None = None
+    campaign_id: int | None = None
+    status: str = ""
+    diagnostic: str = ""
+    remote_mta: str = ""
+    inbound_id: int | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+async def record(conn: asyncpg.Connection, events: list[BounceEvent]) -> None:
+    """Insert the events in one statement and count them."""
+    if not events:
+        return
+    await conn.execute(
+        SQL["insert-events"],
+        [e.company_id for e in events],
+        [e.recipient_id for e in events],
+        [e.campaign_id for e in events],
+        [e.address for e in events],
+        [e.domain for e in events],
+        [e.kind.value for e in events],
+        [e.reason.value for e in events],
+        [e.hard for e in events],
+        [e.status for e in events],
+        [e.diagnostic[:4000] for e in events],
+        [e.remote_mta for e in events],
+        [e.source for e in events],
+        [e.inbound_id for e in events],
+    )
+    for e in events:
+        metrics.BOUNCE_EVENTS.labels(e.kind.value, e.reason.value, e.source.split(":")[0]).inc()

@@ -1,0 +1,277 @@
+"""Reads one inbound message for the bounce domain into a `Report`, and never raises.
+
+The order of questions: is it an ARF feedback report (a complaint)? A DSN (RFC 3464, however
+wrapped)? An auto-reply? A bounce in prose? Each failed recipient is then classified by the
+same `Classifier` the MTA uses for its own SMTP replies. A message nothing can be made of is
+reported as UNREADABLE with reason `undefined`: the processor keeps it, it is never lost.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
+
+from bounce import arf, dsn, heuristics
+from bounce.classify import Classifier, default_classifier
+from bounce.reasons import FailedRecipient, OriginalHeaders, Reason, Report, ReportKind
+
+_MAILBOX_REASONS = frozenset(
+    {Reason.MAILBOXFULL, Reason.USERUNKNOWN, Reason.SUSPEND, Reason.MESGTOOBIG, Reason.EXCEEDLIMIT}
+)
+_NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+_TAG_RE = re.compile(r"<[^>]*>")
+_HEADER_IN_TEXT_RE = re.compile(
+    r"^(message-id|return-path|to|subject)[ \t]*:[ \t]*(.+)$", re.I | re.M
+)
+_MAX_TEXT = 8_000  # characters of human-readable text looked at: the report is at the top
+
+
+def parse_message(raw: bytes, classifier: Classifier | None = None) -> Report:
+    """Parse one raw message (any line endings, any MIME damage)."""
+    classifier = classifier or default_classifier()
+    try:
+        return _Parser(raw, classifier).report()
+    except Exception as exc:  # hostile input must never stop the processor
+        return unreadable(f"{type(exc).__name__}: {exc}")
+
+
+def unreadable(error: str) -> Report:
+    return Report(
+        ReportKind.UNREADABLE,
+        [FailedRecipient("", Reason.UNDEFINED, None)],
+        error=error[:500],
+    )
+
+
+def _header(message: Message, name: str) -> str:
+    """A header's text, RFC 2047 encoded words decoded, whitespace folded; '' when absent."""
+    value = message.get(name)
+    if value is None:
+        return ""
+    try:
+        text = str(value)
+        if "=?" in text:
+            text = str(make_header(decode_header(text)))
+        return dsn.fold(text)
+    except Exception:  # an undecodable header: its raw text, or nothing
+        return dsn.fold(value) if isinstance(value, str) else ""
+
+
+class _Parser:
+    """One message's parts sorted by role, then questions asked in order."""
+
+    def __init__(self, raw: bytes, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.message = email.message_from_bytes(raw, policy=compat32)
+        self.dsn_parts: list[Message] = []
+        self.feedback_part: Message | None = None
+        self.original: Message | None = None
+        self.texts: list[str] = []
+        self.html: list[str] = []
+        self.nested: Message | None = None
+        self.depth = 0
+        self._sort(self.message)
+
+    def _sort(self, part: Message) -> None:
+        ctype = part.get_content_type()
+        # message/* parts are "multipart" to compat32 too: ask about them first.
+        if part.is_multipart() and ctype.startswith("multipart/"):
+            for sub in part.get_payload():
+                if isinstance(sub, Message):
+                    self._sort(sub)
+            return
+        if ctype == arf.FEEDBACK_TYPE:
+            self.feedback_part = self.feedback_part or part
+        elif dsn.is_dsn_part(part):
+            self.dsn_parts.append(part)
+        elif ctype in dsn.ORIGINAL_TYPES:
+            if self.original is None:
+                payload = part.get_payload()
+                if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                    self.original = payload[0]
+                    if payload[0].get_content_type() == "multipart/report" and self.depth < 2:
+                        self.nested = payload[0]  # a report forwarded as an attachment
+                elif isinstance(payload, str):
+                    self.original = HeaderParser(policy=compat32).parsestr(payload)
+        elif ctype in dsn.HEADER_TYPES:
+            if self.original is None:
+                text = dsn.part_text(part)
+                self.original = HeaderParser(policy=compat32).parsestr(text.lstrip())
+        elif ctype == "text/plain" and not part.get_filename():
+            self.texts.append(dsn.part_text(part))
+        elif ctype == "text/html" and not part.get_filename():
+            self.html.append(_TAG_RE.sub(" ", dsn.part_text(part)))
+
+    # --- the questions ------------------------------------------------------------------
+
+    def report(self) -> Report:
+        if not self.message.keys():
+            return unreadable("no header section: not a mail message")
+        if self.nested is not None and not self.dsn_parts and self.feedback_part is None:
+            inner = _Parser(self.nested.as_bytes(), self.classifier)
+            inner.depth = self.depth + 1
+            nested = inner.report()
+            if nested.kind is not ReportKind.UNREADABLE and nested.recipients:
+                return nested
+        original = self._original_headers()
+        if self.feedback_part is not None:
+            return self._complaint(original)
+        jmrp = arf.jmrp_recipient(self.message)
+        if jmrp is not None:
+            return Report(
+                ReportKind.COMPLAINT,
+                [FailedRecipient(jmrp, Reason.FEEDBACK, None, diagnostic="jmrp")],
+                original,
+                feedback_type="abuse",
+            )
+        human = heuristics.cut_original(self._human_text())
+        if self.dsn_parts:
+            report = self._dsn(human, original)
+            if report is not None:
+                return report
+        sender = _header(self.message, "From")
+        subject = _header(self.message, "Subject")
+        if not self.dsn_parts and heuristics.looks_like_auto_reply(
+            {k.lower(): str(v) for k, v in self.message.items()}, sender, subject, human
+        ):
+            who = dsn.first_address(sender) or dsn.first_address(_header(self.message, "Reply-To"))
+            reply = FailedRecipient(who, Reason.VACATION, None, diagnostic=dsn.fold(subject))
+            return Report(ReportKind.VACATION, [reply], original)
+        return self._prose(human, original, sender, subject)
+
+    def _human_text(self) -> str:
+        if not self.texts and not self.html and not self.message.is_multipart():
+            self.texts.append(dsn.part_text(self.message))
+        return "\n\n".join(self.texts or self.html)[:_MAX_TEXT]
+
+    def _complaint(self, original: OriginalHeaders) -> Report:
+        assert self.feedback_part is not None
+        feedback = arf.parse_feedback(dsn.part_text(self.feedback_part))
+        recipient = feedback.recipient or dsn.first_address(original.to)
+        if not original.return_path and feedback.original_mail_from:
+            original.return_path = feedback.original_mail_from
+        complaint = FailedRecipient(
+            recipient,
+            Reason.FEEDBACK,
+            None,
+            diagnostic=feedback.feedback_type,
+            remote_mta=feedback.user_agent,
+        )
+        return Report(ReportKind.COMPLAINT, [complaint], original, feedback.feedback_type)
+
+    def _dsn(self, human: str, original: OriginalHeaders) -> Report | None:
+        found: list[dsn.DsnRecipient] = []
+        for part in self.dsn_parts:
+            per_message, recipients = dsn.parse_delivery_status(dsn.part_text(part))
+            found.extend(recipients)
+            sender = per_message.get("x-postfix-sender") or per_message.get("x-original-sender")
+            if sender and not original.return_path:
+                original.return_path = dsn.first_address(sender)
+        failed = [
+            r for r in found if r.action not in _NOT_FAILED_ACTIONS and not r.status.startswith("2")
+        ]
+        if not found:
+            return None  # an empty delivery-status part: read the prose instead
+        if not failed:
+            return Report(ReportKind.BOUNCE, [], original)  # a success or relay notice
+        by_text = {
+            t.recipient: t.diagnostic
+            for t in heuristics.recipients_in_text(human, self._exclusions(original))
+        }
+        out = []
+        for r in failed:
+            recipient = r.recipient or next(iter(by_text), "") or dsn.first_address(original.to)
+            text = by_text.get(recipient, "")
+            diagnostic = r.diagnostic or dsn.fold(text) or dsn.fold(human[:1500])
+            out.append(self._classified(recipient, r, diagnostic, text or human[:1500]))
+        return Report(ReportKind.BOUNCE, out, original)
+
+    def _classified(
+        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: str
+    ) -> FailedRecipient:
+        c = self.classifier.classify(r.status, diagnostic, r.action)
+        if c.reason in (Reason.ONHOLD, Reason.UNDEFINED) and more:
+            c = self.classifier.classify(r.status, f"{diagnostic} {more}", r.action)
+        local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
+        if local_program and c.reason not in _MAILBOX_REASONS:
+            # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
+            c = type(c)(Reason.MAILERERROR, False, c.status)
+        return FailedRecipient(
+            recipient,
+            c.reason,
+            c.hard,
+            status=c.status,
+            action=r.action or "failed",
+            diagnostic=diagnostic[:1000],
+            remote_mta=r.remote_mta,
+            original_recipient=r.original_recipient,
+        )
+
+    def _prose(self, human: str, original: OriginalHeaders, sender: str, subject: str) -> Report:
+        exclusions = self._exclusions(original)
+        found = heuristics.recipients_in_text(human, exclusions)
+        failed_header = _header(self.message, "X-Failed-Recipients")
+        if failed_header:
+            named = [a.strip().lower() for a in failed_header.split(",") if "@" in a]
+            texts = {t.recipient: t.diagnostic for t in found}
+            found = [heuristics.TextRecipient(a, texts.get(a, human)) for a in named]
+        if not failed_header and not heuristics.looks_like_bounce(sender, subject, human):
+            return unreadable("neither a delivery report, a complaint nor an auto-reply")
+        if not found:
+            address = dsn.first_address(original.to)
+            found = [heuristics.TextRecipient(address, human)]
+        delayed = _looks_delayed(subject, human)
+        out = []
+        for t in found:
+            r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
+            out.append(self._classified(t.recipient, r, dsn.fold(t.diagnostic), human[:1500]))
+        return Report(ReportKind.BOUNCE, out, original)
+
+    def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:
+        addresses = {
+            dsn.first_address(_header(self.message, "To")),
+            dsn.first_address(_header(self.message, "From")),
+            dsn.first_address(original.return_path),
+        }
+        if self.original is not None:
+            for name in ("From", "Sender", "Reply-To", "Return-Path", "Errors-To"):
+                addresses.add(dsn.first_address(_header(self.original, name)))
+        addresses.discard("")
+        return frozenset(addresses)
+
+    def _original_headers(self) -> OriginalHeaders:
+        if self.original is not None:
+            return OriginalHeaders(
+                message_id=_header(self.original, "Message-ID").strip("<> "),
+                return_path=dsn.first_address(_header(self.original, "Return-Path")),
+                to=_header(self.original, "To"),
+                subject=_header(self.original, "Subject"),
+            )
+        # No attached original: the quoted headers in the text, when there are any.
+        fields: dict[str, str] = {}
+        for text in self.texts:
+            for m in _HEADER_IN_TEXT_RE.finditer(text):
+                fields.setdefault(m[1].lower(), m[2].strip())
+        return OriginalHeaders(
+            message_id=fields.get("message-id", "").strip("<> "),
+            return_path=dsn.first_address(fields.get("return-path", "")),
+            to="",
+            subject=fields.get("subject", ""),
+        )
+
+
+_DELAYED_RE = re.compile(
+    r"delayed|delivery\s+attempts\s+will\s+continue|will\s+(?:be\s+)?retry|"
+    r"still\s+trying|warning:\s*could\s+not\s+send|not\s+yet\s+been\s+delivered|"
+    r"this\s+is\s+a\s+warning|will\s+continue\s+trying|no\s+action\s+is\s+required",
+    re.I,
+)
+
+
+def _looks_delayed(subject: str, text: str) -> bool:
+    """A warning that delivery is still being tried (a soft, temporary state)."""
+    return bool(_DELAYED_RE.search(subject) or _DELAYED_RE.search(text[:3000]))

@@ -1,0 +1,269 @@
+"""The bounce processor: turns the messages the bounce listener stored into events and
+suppressions, and does the same for the SMTP replies the delivery engine gets.
+
+Inbound: batches of unprocessed `inbound_messages` are locked with SKIP LOCKED (several daemons
+may run it), parsed, tied to their recipient rows, recorded and the tenant's policy applied,
+all in the batch's transaction. The row is the one the VERP token named; when the token is
+missing or forged, a VERP address quoted in the report, then the original Message-ID with the
+failed address, find it when they can (listmonk#946).
+
+Synchronous: `observe_outcomes` is the delivery engine's outcome observer: bounced and
+deferred replies classified by the same classifier, recorded in one statement per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from bounce import events, metrics, policy
+from bounce.classify import Classifier, default_classifier
+from bounce.events import BounceEvent, EventKind
+from bounce.parse import parse_message
+from bounce.reasons import Reason, Report, ReportKind
+from mta.queries import Queries
+from mta.queue import Outcome, RecipientState
+from mta.verp import Verp, VerpError
+
+log = logging.getLogger("sendmill.bounce")
+SQL = Queries("bounce")
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    company_id: int
+    address: str
+    campaign_id: int | None
+
+
+class BounceProcessor:
+    """Processes inbound bounce-domain mail in the background, and delivery outcomes inline."""
+
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        verp: Verp,
+        unsubscribe_verp: Verp,
+        complaint_local_parts: Sequence[str] = ("fbl",),
+        classifier: Classifier | None = None,
+        batch_size: int = 50,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._db = db
+        self._verp = verp
+        self._unsubscribe = unsubscribe_verp
+        self._complaint_parts = frozenset(p.lower() for p in complaint_local_parts)
+        self._classifier = classifier or default_classifier()
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # A VERP address of ours quoted anywhere in a report (Return-Path, X-Postfix-Sender...)
+        self._verp_re = re.compile(
+            rf"{re.escape(verp.local_part)}\+[a-z2-7]+-[a-z2-7]+@{re.escape(verp.domain)}".encode(),
+            re.I,
+        )
+
+    # --- the bounce listener's address check ---------------------------------------------
+
+    def accepts(self, address: str) -> bool:
+        """Addresses of the bounce domain, other than VERP return paths, that take mail: the
+        complaint (feedback loop) addresses and unsubscribe+TOKEN@ with a valid token."""
+        local = address.strip("<>").rpartition("@")[0].lower()
+        if local in self._complaint_parts:
+            return True
+        try:
+            self._unsubscribe.decode(address)
+        except VerpError:
+            return False
+        return True
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bounce-processor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                done = await self.process_once()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("bounce processing failed (%s); retrying", exc)
+                done = 0
+            if done < self._batch:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def process_once(self) -> int:
+        """Process one batch of inbound messages in one transaction; returns how many."""
+        async with self._db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(SQL["claim-inbound"], self._batch)
+            if not rows:
+                return 0
+            recorded: list[BounceEvent] = []
+            ids, kinds, counts, errors = [], [], [], []
+            for row in rows:
+                kind, found, error = await self._one(conn, row)
+                recorded.extend(found)
+                ids.append(row["id"])
+                kinds.append(kind)
+                counts.append(len(found))
+                errors.append(error)
+                metrics.INBOUND_REPORTS.labels(kind).inc()
+            await events.record(conn, recorded)
+            await policy.apply(conn, recorded)
+            await conn.execute(SQL["mark-inbound-processed"], ids, kinds, counts, errors)
+        return len(rows)
+
+    async def _one(
+        self, conn: asyncpg.Connection, row: asyncpg.Record
+    ) -> tuple[str, list[BounceEvent], str]:
+        envelope_to: str = row["envelope_to"]
+        body: bytes = row["body"]
+        try:
+            unsubscribing = self._unsubscribe.decode(envelope_to)
+        except VerpError:
+            unsubscribing = None
+        if unsubscribing is not None:
+            rows = await self._rows(conn, [unsubscribing])
+            if not rows:
+                return "unsubscribe", [], "recipient row no longer exists"
+            r = rows[0]
+            event = self._event(r, EventKind.UNSUBSCRIBED, Reason.FEEDBACK, None, "mailto", row)
+            event.diagnostic = "mailto: unsubscribe request"
+            return "unsubscribe", [event], ""
+        report = await asyncio.to_thread(parse_message, body, self._classifier)
+        if report.kind in (ReportKind.UNREADABLE, ReportKind.VACATION):
+            return report.kind.value, [], report.error
+        candidates = self._candidate_ids(row, report, body)
+        rows = await self._rows(conn, candidates)
+        if not rows and report.original.message_id:
+            rows = [
+                _Row(r["id"], r["company_id"], r["address"], None)
+                for r in await conn.fetch(SQL["recipients-of-message"], report.original.message_id)
+            ]
+            rows = await self._rows(conn, [r.id for r in rows])
+        source = "arf" if report.kind is ReportKind.COMPLAINT else "dsn"
+        found = []
+        for failed in report.recipients:
+            match = self._match(rows, failed.recipient, failed.original_recipient)
+            if report.kind is ReportKind.COMPLAINT:
+                kind = EventKind.COMPLAINED
+            elif failed.action in ("delayed",):
+                kind = EventKind.DEFERRED
+            else:
+                kind = EventKind.BOUNCED
+            event = self._event(match, kind, failed.reason, failed.hard, source, row)
+            if match is None:
+                event.address = failed.recipient
+            event.status = failed.status
+            event.diagnostic = failed.diagnostic
+            event.remote_mta = failed.remote_mta
+            found.append(event)
+        return report.kind.value, found, ""
+
+    def _candidate_ids(self, row: asyncpg.Record, report: Report, body: bytes) -> list[int]:
+        ids = [row["recipient_id"]] if row["recipient_id"] else []
+        quoted = [report.original.return_path.encode(), *self._verp_re.findall(body[:200_000])]
+        for address in quoted:
+            with contextlib.suppress(VerpError, UnicodeDecodeError):
+                rid = self._verp.decode(address.decode())
+                if rid not in ids:
+                    ids.append(rid)
+        return ids
+
+    @staticmethod
+    async def _rows(conn: asyncpg.Connection, ids: list[int]) -> list[_Row]:
+        if not ids:
+            return []
+        found = {
+            r["id"]: _Row(r["id"], r["company_id"], r["address"], r["campaign_id"])
+            for r in await conn.fetch(SQL["recipient-rows"], ids)
+        }
+        return [found[i] for i in ids if i in found]
+
+    @staticmethod
+    def _match(rows: list[_Row], recipient: str, original: str) -> _Row | None:
+        for r in rows:
+            if r.address in (recipient, original):
+                return r
+        # The VERP token named one row: the report is about it even when the failed address
+        # differs (a forward, an alias expansion, a redacted complaint).
+        return rows[0] if len(rows) == 1 else None
+
+    @staticmethod
+    def _event(
+        r: _Row | None,
+        kind: EventKind,
+        reason: Reason,
+        hard: bool | None,
+        source: str,
+        inbound: asyncpg.Record | None = None,
+    ) -> BounceEvent:
+        return BounceEvent(
+            kind=kind,
+            reason=reason,
+            hard=hard,
+            address=r.address if r else "",
+            source=source,
+            company_id=r.company_id if r else None,
+            recipient_id=r.id if r else None,
+            campaign_id=r.campaign_id if r else None,
+            inbound_id=inbound["id"] if inbound is not None else None,
+        )
+
+    # --- synchronous replies (the delivery engine's outcome observer) --------------------
+
+    async def observe_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Record bounced and deferred delivery outcomes and apply the policy: called by the
+        delivery engine after each batch of outcomes is written, off its hot path."""
+        failed = [
+            o
+            for o in outcomes
+            if o.counts_as_attempt
+            and o.state in (RecipientState.BOUNCED, RecipientState.DEFERRED, RecipientState.EXPIRED)
+        ]
+        if not failed:
+            return
+        async with self._db.acquire() as conn, conn.transaction():
+            rows = {r.id: r for r in await self._rows(conn, [o.recipient_id for o in failed])}
+            recorded = []
+            for o in failed:
+                c = _classify_reply(self._classifier, o.code or 0, o.reply)
+                deferred = o.state is RecipientState.DEFERRED
+                kind = EventKind.DEFERRED if deferred else EventKind.BOUNCED
+                if o.state is RecipientState.EXPIRED:
+                    reason, hard = Reason.EXPIRED, False
+                else:
+                    reason, hard = c.reason, c.hard
+                event = self._event(rows.get(o.recipient_id), kind, reason, hard, "smtp")
+                event.status, event.diagnostic, event.remote_mta = c.status, o.reply, o.mx or ""
+                recorded.append(event)
+            await events.record(conn, recorded)
+            await policy.apply(conn, recorded)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_reply(classifier: Classifier, code: int, reply: str):
+    """Replies repeat (one site, one text): classify each distinct one once."""
+    return classifier.classify_reply(code, reply)

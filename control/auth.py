@@ -1,0 +1,322 @@
+"""Authentication: passwords (argon2id), JWT access tokens, rotating refresh tokens, TOTP,
+login throttling and API keys.
+
+- A login opens a *session*, which is one refresh-token family. The access token (HS256 JWT,
+  minutes) names the session; each request checks the session is still live, so logout and
+  revocation end access at once rather than at the token's expiry.
+- A refresh token is good once: using it marks it used and issues the next one in the same
+  family. A used token presented again means it was copied: the whole family is revoked
+  (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+- Failed logins are counted per account and per client address in the database, so the
+  throttle holds across daemons; past the limit, logins answer 429 until the window ends.
+- API keys read `smc_<prefix>_<secret>`; the prefix finds the row, the 256-bit secret is
+  compared as SHA-256 in constant time (a slow hash adds nothing at that entropy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import argon2
+import asyncpg
+import jwt
+import pyotp
+
+from control.errors import (
+    InvalidToken,
+    TooManyRequests,
+    TotpRequired,
+    Unauthorized,
+    ValidationFailed,
+)
+from control.permissions import ALL_PERMISSIONS, role_permissions
+from control.principal import Principal
+from mta.queries import Queries
+
+SQL = Queries("control")
+API_KEY_PREFIX = "smc_"
+REFRESH_PREFIX = "smr_"
+JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "sendmill-control"
+# Per client address, this many times the per-account limit: an office behind one NAT
+# logging in normally is not locked out, a password-spraying host is.
+IP_FAILURE_FACTOR = 4
+
+DEFAULT_HASHER = argon2.PasswordHasher()  # RFC 9106 low-memory profile: t=3, m=64 MiB
+
+
+def password_hasher(time_cost: int = 3, memory_kib: int = 65536) -> argon2.PasswordHasher:
+    return argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+async def hash_password(password: str, hasher: argon2.PasswordHasher = DEFAULT_HASHER) -> str:
+    """argon2id hash of `password` (in a thread: it costs tens of milliseconds on purpose)."""
+    return await asyncio.to_thread(hasher.hash, password)
+
+
+async def verify_password(
+    password_hash: str, password: str, hasher: argon2.PasswordHasher = DEFAULT_HASHER
+) -> bool:
+    def check() -> bool:
+        try:
+            return hasher.verify(password_hash, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+def check_password_strength(password: str) -> None:
+    """NIST SP 800-63B §5.1.1.2: at least 12 characters, no other composition rules."""
+    if len(password) < 12:
+        raise ValidationFailed({"password": "must be at least 12 characters"})
+    if len(password) > 1024:
+        raise ValidationFailed({"password": "must be at most 1024 characters"})
+
+
+def _sha256(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: uuid.UUID
+    user_id: int
+    company_id: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedApiKey:
+    """The only time the key is visible."""
+
+    record: dict[str, Any]
+    key: str
+
+
+class Authenticator:
+    """Logs users in and out, rotates refresh tokens and turns credentials into principals."""
+
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        jwt_secret: bytes,
+        *,
+        access_ttl: float = 900.0,
+        refresh_ttl: float = 30 * 86400.0,
+        max_failures: int = 5,
+        lockout: float = 900.0,
+        hasher: argon2.PasswordHasher = DEFAULT_HASHER,
+    ) -> None:
+        self._db = db
+        self.hasher = hasher
+        # Verified against when the login name is unknown, so the answer takes as long.
+        self._dummy_hash = hasher.hash(secrets.token_hex(16))
+        self._secret = jwt_secret
+        self._access_ttl = int(access_ttl)
+        self._refresh_ttl = refresh_ttl
+        self._max_failures = max_failures
+        self._lockout = lockout
+
+    # --- login / refresh / logout -----------------------------------------------------------
+
+    async def login(
+        self, email: str, password: str, totp_code: str | None, ip: str | None
+    ) -> TokenPair:
+        keys = [f"user:{email.strip().lower()}"] + ([f"ip:{ip}"] if ip else [])
+        await self._check_throttle(keys)
+        user = await self._db.fetchrow(SQL["user-for-login"], email.strip())
+        stored = user["password_hash"] if user else self._dummy_hash
+        ok = await verify_password(stored, password, self.hasher)
+        if not user or not ok or not user["is_active"]:
+            await self._db.execute(SQL["record-login-failure"], keys, self._lockout)
+            raise Unauthorized("wrong email or password", reason="invalid_credentials")
+        mfa = False
+        if user["totp_enabled"]:
+            if not totp_code:
+                raise TotpRequired("this account requires a TOTP code", field="totp_code")
+            if not verify_totp(user["totp_secret"], totp_code):
+                await self._db.execute(SQL["record-login-failure"], keys, self._lockout)
+                raise Unauthorized("wrong TOTP code", reason="invalid_totp")
+            mfa = True
+        await self._db.execute(SQL["clear-login-failures"], keys[0])
+        if self.hasher.check_needs_rehash(user["password_hash"]):
+            new_hash = await hash_password(password, self.hasher)
+            await self._db.execute(SQL["update-password-hash"], user["id"], new_hash)
+        session_id = uuid.uuid4()
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute(SQL["insert-session"], session_id, user["id"], mfa, ip)
+            await conn.execute(SQL["touch-last-login"], user["id"])
+            refresh = await self._new_refresh(conn, session_id)
+        return self._pair(user["id"], user["company_id"], session_id, mfa, refresh)
+
+    async def _check_throttle(self, keys: list[str]) -> None:
+        rows = await self._db.fetch(SQL["login-failures"], keys, self._lockout)
+        for row in rows:
+            limit = self._max_failures * (IP_FAILURE_FACTOR if row["key"][:3] == "ip:" else 1)
+            if row["failures"] >= limit:
+                raise TooManyRequests(
+                    "too many failed logins; try again later", float(row["remaining"])
+                )
+
+    async def refresh(self, token: str) -> TokenPair:
+        """Rotate `token`: the next pair, or 401 (and the family revoked when it was reused)."""
+        if not token.startswith(REFRESH_PREFIX):
+            raise InvalidToken("not a refresh token")
+        async with self._db.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(SQL["use-refresh-token"], _sha256(token))
+            if row is None:
+                raise InvalidToken("unknown refresh token")
+            if row["reused"]:
+                await conn.execute(SQL["revoke-session"], row["session_id"], "refresh_token_reuse")
+                # Committed although we answer 401: revoking is the point.
+                reuse = True
+            else:
+                reuse = False
+                if row["expired"] or not row["live"]:
+                    raise InvalidToken("the session has ended; log in again")
+                refresh = await self._new_refresh(conn, row["session_id"])
+        if reuse:
+            raise InvalidToken(
+                "refresh token already used: every token of this session is revoked",
+                reason="refresh_token_reuse",
+            )
+        return self._pair(row["user_id"], row["company_id"], row["session_id"], row["mfa"], refresh)
+
+    async def logout(self, session_id: uuid.UUID) -> None:
+        await self._db.execute(SQL["revoke-session"], session_id, "logout")
+
+    async def _new_refresh(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> str:
+        token = REFRESH_PREFIX + secrets.token_urlsafe(32)
+        await conn.execute(
+            SQL["insert-refresh-token"], _sha256(token), session_id, self._refresh_ttl
+        )
+        return token
+
+    def _pair(
+        self, user_id: int, company_id: int, session_id: uuid.UUID, mfa: bool, refresh: str
+    ) -> TokenPair:
+        now = int(time.time())
+        claims = {
+            "iss": JWT_ISSUER,
+            "sub": str(user_id),
+            "cid": company_id,
+            "sid": str(session_id),
+            "mfa": mfa,
+            "iat": now,
+            "exp": now + self._access_ttl,
+        }
+        access = jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+        return TokenPair(access, refresh, self._access_ttl, session_id, user_id, company_id)
+
+    # --- per request ------------------------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The principal behind an `Authorization: Bearer ...` header, or 401."""
+        if not authorization:
+            raise Unauthorized()
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthorized("expected 'Authorization: Bearer <token>'")
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._api_key_principal(credential)
+        return await self.token_principal(credential)
+
+    async def token_principal(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[JWT_ALGORITHM],
+                issuer=JWT_ISSUER,
+                options={"require": ["exp", "iat", "sub", "sid", "iss"]},
+            )
+            session_id = uuid.UUID(str(claims["sid"]))
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken(f"invalid access token: {exc}") from None
+        row = await self._db.fetchrow(SQL["session-principal"], session_id)
+        if row is None:
+            raise InvalidToken("the session has ended; log in again")
+        return Principal(
+            company_id=row["company_id"],
+            permissions=role_permissions(row["role"]),
+            user_id=row["user_id"],
+            role=row["role"],
+            mfa=row["mfa"],
+            session_id=session_id,
+        )
+
+    async def _api_key_principal(self, key: str) -> Principal:
+        prefix, _, secret = key[len(API_KEY_PREFIX) :].partition("_")
+        row = await self._db.fetchrow(SQL["api-key-principal"], prefix) if secret else None
+        if row is None or not hmac.compare_digest(row["secret_hash"], _sha256(secret)):
+            raise InvalidToken("invalid API key")
+        return Principal(
+            company_id=row["company_id"],
+            permissions=frozenset(row["permissions"]) & role_permissions(row["role"]),
+            user_id=row["user_id"],
+            api_key_id=row["id"],
+            role=None,
+        )
+
+    # --- API keys ---------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, conn: asyncpg.Connection, creator: Principal, name: str, permissions: list[str]
+    ) -> IssuedApiKey:
+        unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+        if unknown:
+            raise ValidationFailed({"permissions": f"unknown permissions {unknown}"})
+        beyond = sorted(set(permissions) - creator.permissions)
+        if beyond:
+            raise ValidationFailed(
+                {"permissions": f"you cannot grant permissions you do not hold: {beyond}"}
+            )
+        prefix = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        record = await conn.fetchrow(
+            SQL["insert-api-key"],
+            creator.company_id,
+            creator.user_id,
+            name,
+            prefix,
+            _sha256(secret),
+            sorted(set(permissions)),
+        )
+        return IssuedApiKey(dict(record), f"{API_KEY_PREFIX}{prefix}_{secret}")
+
+
+# --- TOTP (RFC 6238) ------------------------------------------------------------------------
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, account: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name="Sendmill")
+
+
+def verify_totp(secret: str | None, code: str) -> bool:
+    """One step of clock drift either way is accepted (RFC 6238 §5.2)."""
+    if not secret or not code.isdigit():
+        return False
+    return pyotp.TOTP(secret).verify(code, valid_window=1)

@@ -1,0 +1,298 @@
+"""Parsing and classification without I/O: DSN shapes real MTAs send, ARF complaints,
+auto-replies, line endings and hostile input (nothing may raise), and the classifier's table."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bounce.classify import Classifier, default_classifier
+from bounce.parse import parse_message
+from bounce.reasons import Reason, ReportKind
+
+DSN = b"""From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: b+aaaa-bbbb@bounces.sendmill.test
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUND"
+
+--BOUND
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--BOUND
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+X-Postfix-Sender: rfc822; b+aaaa-bbbb@bounces.sendmill.test
+
+Final-Recipient: rfc822; alice@example.org
+Original-Recipient: rfc822;Alice@Example.org
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx1.example.org
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.org>: Recipient address
+    rejected: User unknown in virtual mailbox table
+
+Final-Recipient: rfc822; bob@example.org
+Action: delayed
+Status: 4.2.2
+Diagnostic-Code: smtp; 452 4.2.2 Mailbox full
+
+--BOUND
+Content-Type: text/rfc822-headers
+
+Return-Path: <b+aaaa-bbbb@bounces.sendmill.test>
+Message-ID: <m1@example.test>
+From: app@example.test
+To: alice@example.org
+Subject: hello
+
+--BOUND--
+"""
+
+
+def _endings(data: bytes, ending: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", ending)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_a_dsn_is_read_whatever_its_line_endings(ending: bytes) -> None:
+    report = parse_message(_endings(DSN, ending))
+    assert report.kind is ReportKind.BOUNCE
+    alice, bob = report.recipients
+    assert (alice.recipient, alice.reason, alice.hard) == (
+        "alice@example.org",
+        Reason.USERUNKNOWN,
+        True,
+    )
+    assert alice.status == "5.1.1" and alice.remote_mta == "mx1.example.org"
+    assert "User unknown in virtual mailbox table" in alice.diagnostic  # folded line joined
+    assert (bob.reason, bob.hard, bob.action) == (Reason.MAILBOXFULL, False, "delayed")
+    assert report.original.message_id == "m1@example.test"
+    assert report.original.return_path == "b+aaaa-bbbb@bounces.sendmill.test"
+
+
+def test_a_dsn_wrapped_in_multipart_mixed_without_report_type_is_still_a_dsn() -> None:
+    inner_body = DSN.split(b"\n\n", 1)[1]  # the report's parts, without its own headers
+    outer = (
+        b"From: postmaster@example.net\nSubject: failure\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="OUTER"\n\n'
+        b"--OUTER\nContent-Type: text/plain\n\nSee attached.\n\n"
+        b'--OUTER\nContent-Type: multipart/mixed; boundary="BOUND"\n\n'
+        + inner_body
+        + b"\n--OUTER--\n"
+    )
+    report = parse_message(outer)
+    assert [r.recipient for r in report.recipients] == ["alice@example.org", "bob@example.org"]
+    assert report.recipients[0].reason is Reason.USERUNKNOWN
+
+
+def test_a_delivery_status_part_labelled_text_plain_is_read() -> None:
+    report = parse_message(
+        DSN.replace(b"Content-Type: message/delivery-status", b"Content-Type: text/plain")
+    )
+    assert report.recipients[0].recipient == "alice@example.org"
+    assert report.recipients[0].status == "5.1.1"
+
+
+def test_successful_delivery_notices_have_no_failed_recipient() -> None:
+    success = DSN.replace(b"Action: failed", b"Action: delivered").replace(
+        b"Action: delayed", b"Action: relayed"
+    )
+    assert parse_message(success).recipients == []
+
+
+ARF = b"""From: feedback@fbl.example.net
+To: fbl@bounces.sendmill.test
+Subject: Abuse report
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="ARF"
+
+--ARF
+Content-Type: text/plain
+
+This is an email abuse report.
+
+--ARF
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: SomeGenerator/1.0
+Version: 1
+Original-Mail-From: <b+aaaa-bbbb@bounces.sendmill.test>
+Original-Rcpt-To: <carol@example.org>
+Arrival-Date: Thu, 8 Mar 2005 14:00:00 EDT
+Source-IP: 192.0.2.1
+
+--ARF
+Content-Type: message/rfc822
+
+From: app@example.test
+To: carol@example.org
+Message-ID: <m2@example.test>
+Subject: offer
+
+Buy now.
+--ARF--
+"""
+
+
+def test_an_arf_report_is_a_complaint_with_no_hard_or_soft() -> None:
+    report = parse_message(ARF)
+    assert report.kind is ReportKind.COMPLAINT
+    assert report.feedback_type == "abuse"
+    (who,) = report.recipients
+    assert (who.recipient, who.reason, who.hard) == ("carol@example.org", Reason.FEEDBACK, None)
+    assert report.original.message_id == "m2@example.test"
+    assert report.original.return_path == "b+aaaa-bbbb@bounces.sendmill.test"
+
+
+def test_a_redacted_complaint_still_carries_the_original_headers() -> None:
+    report = parse_message(
+        ARF.replace(b"Original-Rcpt-To: <carol@example.org>\n", b"").replace(
+            b"To: carol@example.org", b"To: redacted"
+        )
+    )
+    assert report.kind is ReportKind.COMPLAINT
+    assert report.recipients[0].recipient == ""
+    assert report.original.message_id == "m2@example.test"
+
+
+def test_an_out_of_office_reply_is_a_vacation_not_a_bounce() -> None:
+    reply = (
+        b"From: Dave <dave@example.org>\nTo: b+aaaa-bbbb@bounces.sendmill.test\n"
+        b"Subject: Automatic reply: hello\nAuto-Submitted: auto-replied\n\n"
+        b"I am out of the office until Monday with limited access to email.\n"
+    )
+    report = parse_message(reply)
+    assert report.kind is ReportKind.VACATION
+    assert report.recipients[0].reason is Reason.VACATION
+    assert report.recipients[0].hard is None
+
+
+def test_a_plain_text_qmail_bounce_names_its_recipient() -> None:
+    qmail = (
+        b"From: MAILER-DAEMON@mail.example.org\nSubject: failure notice\n\n"
+        b"Hi. This is the qmail-send program at mail.example.org.\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        b"<erin@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+        b"--- Below this line is a copy of the message.\n\nReturn-Path: <x@example.test>\n"
+    )
+    (erin,) = parse_message(qmail).recipients
+    assert (erin.recipient, erin.reason, erin.hard) == (
+        "erin@example.org",
+        Reason.USERUNKNOWN,
+        True,
+    )
+
+
+def test_an_exim_bounce_uses_x_failed_recipients() -> None:
+    exim = (
+        b"From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n"
+        b"Subject: Mail delivery failed: returning message to sender\n"
+        b"X-Failed-Recipients: frank@example.org\n\n"
+        b"This message was created automatically by mail delivery software.\n\n"
+        b"A message that you sent could not be delivered to one or more of its\n"
+        b"recipients. This is a permanent error. The following address(es) failed:\n\n"
+        b"  frank@example.org\n"
+        b"    SMTP error from remote mail server after RCPT TO:<frank@example.org>:\n"
+        b"    host mx.example.org [192.0.2.7]: 552 5.2.2 Mailbox quota exceeded\n"
+    )
+    (frank,) = parse_message(exim).recipients
+    assert (frank.recipient, frank.reason) == ("frank@example.org", Reason.MAILBOXFULL)
+
+
+HOSTILE = [
+    b"",
+    b"\x00\xff\xfe garbage",
+    b"Content-Type: multipart/report; boundary=\n\n--\n--",
+    b"Content-Type: multipart/mixed; boundary=X\n\n--X\nContent-Type: message/rfc822\n\n",
+    b"Content-Type: message/delivery-status\n\nFinal-Recipient: ;;;\nStatus: 9.9.9\n",
+    b"Content-Type: text/plain; charset=no-such-charset\nContent-Transfer-Encoding: base64\n\n!!!",
+    b"Subject: =?utf-8?q?broken=ZZ?=\nFrom: =?x-unknown?b?AAAA?=\n\nhello",
+    b"From: a\n" + b"X: " + b"y" * 200_000 + b"\n\n" + b"z\r" * 10_000,
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE)
+def test_hostile_input_never_raises_and_is_reported(raw: bytes) -> None:
+    report = parse_message(raw)
+    assert report.recipients, "every message is reported, if only as undefined"
+
+
+def test_random_damage_to_a_real_dsn_never_raises() -> None:
+    rng = random.Random(4)
+    for _ in range(300):
+        data = bytearray(DSN)
+        for _ in range(rng.randint(1, 30)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        cut = rng.randrange(len(data))
+        parse_message(bytes(data[:cut] if rng.random() < 0.3 else data))
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "reason", "hard"),
+    [
+        (
+            550,
+            "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown",
+            "userunknown",
+            True,
+        ),
+        (550, "550 5.1.1 Mailbox is full", "mailboxfull", False),
+        (
+            452,
+            "452 4.2.2 The email account that you tried to reach is over quota.",
+            "mailboxfull",
+            False,
+        ),
+        (
+            554,
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "blocked",
+            False,
+        ),
+        (
+            550,
+            "550 5.7.26 Unauthenticated email from example.test is not accepted due to"
+            " domain's DMARC policy",
+            "authfailure",
+            False,
+        ),
+        (
+            550,
+            "550 5.7.25 The IP address sending this message does not have a PTR record setup",
+            "requireptr",
+            False,
+        ),
+        (
+            421,
+            "421 4.7.28 Our system has detected an unusual rate of unsolicited mail",
+            "badreputation",
+            False,
+        ),
+        (556, "556 5.1.10 Domain does not accept mail (null MX)", "notaccept", True),
+        (456, "456 4.1.10 Domain does not accept mail", "notaccept", False),
+        (551, "551 5.1.6 User has moved", "hasmoved", True),
+        (552, "552 5.3.4 Message size exceeds fixed limit", "mesgtoobig", False),
+        (554, "554 5.7.1 <x@y.example>: Relay access denied", "norelaying", False),
+        (550, "550 5.7.1 Message rejected as spam", "spamdetected", False),
+        (450, "450 4.7.1 Greylisted, please try again in 300 seconds", "blocked", False),
+        (550, "550 Requested action not taken: mailbox unavailable", "userunknown", True),
+        (550, "550 computer says no", "onhold", False),
+    ],
+)
+def test_smtp_replies_classify_like_bounces(code: int, reply: str, reason: str, hard: bool) -> None:
+    c = default_classifier().classify_reply(code, reply)
+    assert (c.reason.value, c.hard) == (reason, hard)
+
+
+def test_the_rules_file_uses_only_the_vocabulary(tmp_path) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[statuses]\n"5.1.1" = "nosuchreason"\n[[reason]]\nname = "x"\n')
+    with pytest.raises(ValueError, match=r"rules\.toml"):
+        Classifier(bad)

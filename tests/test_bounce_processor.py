@@ -1,0 +1,304 @@
+"""The bounce processor in the running daemon: DSNs and complaints sent over SMTP to the bounce
+listener, SMTP refusals during delivery, the per-tenant suppression policy, unsubscribes, and
+two processors sharing one queue of inbound mail."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from bounce.processor import BounceProcessor
+from bounce.suppressions import lift, list_suppressions
+from mta.config import parse_hostport
+from mta.inbound import store_inbound
+from mta.secret import server_secret
+from mta.verp import Verp
+from tests.test_delivery_e2e import _submit, _wait_final
+
+BOUNCE_DOMAIN = "bounces.sendmill.test"
+
+
+async def _daemon(daemon_factory, dns_server, mx_factory, mx_port, **overrides: Any):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(**overrides)
+    return daemon, mx
+
+
+async def _delivered(daemon, to: str) -> dict:
+    """Send one message to `to` and wait until it is delivered; its recipient row."""
+    before = await daemon.db.fetchval("SELECT count(*) FROM recipients")
+    await _submit(daemon, [to])
+    rows = await _wait_final(daemon, before + 1)
+    row = rows[-1]
+    assert row["state"] == "delivered", row
+    return row
+
+
+def _verp(daemon, recipient_id: int, local_part: str = "b") -> str:
+    return Verp(server_secret(daemon.config), BOUNCE_DOMAIN, local_part).address(recipient_id)
+
+
+async def _send_to_bounce_listener(daemon, rcpt: str, message: bytes) -> None:
+    host, port = parse_hostport(daemon.config.bounce.listen, 25, "bounce.listen")
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10, start_tls=False) as client:
+        await client.sendmail("", [rcpt], message)  # the null reverse-path of DSNs
+    daemon.bounce.wake()
+
+
+async def _wait_processed(daemon, count: int, timeout: float = 10) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await daemon.db.fetch("SELECT * FROM inbound_reports ORDER BY inbound_id")
+        if len(rows) >= count or time.monotonic() > deadline:
+            return [dict(r) for r in rows]
+        await asyncio.sleep(0.05)
+
+
+def _dsn(verp: str, recipient: str, status: str, diagnostic: str, message_id: str = "") -> bytes:
+    headers = f"Message-ID: {message_id}\r\n" if message_id else ""
+    return (
+        "From: MAILER-DAEMON@mx1.dest.test (Mail Delivery System)\r\n"
+        f"To: {verp}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx1.dest.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\r\n\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"{headers}From: app@example.test\r\nTo: {recipient}\r\nSubject: Hello\r\n\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+async def test_a_dsn_to_the_verp_address_bounces_and_suppresses_the_recipient(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, mx = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "alice@dest.test")
+    dsn = _dsn(_verp(daemon, row["id"]), "alice@dest.test", "5.1.1", "550 5.1.1 User unknown")
+    await _send_to_bounce_listener(daemon, _verp(daemon, row["id"]), dsn)
+    (report,) = await _wait_processed(daemon, 1)
+    assert (report["kind"], report["recipients"]) == ("bounce", 1)
+    event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
+    assert (event["kind"], event["reason"], event["hard"]) == ("bounced", "userunknown", True)
+    assert event["recipient_id"] == row["id"] and event["source"] == "dsn"
+    (suppression,) = await list_suppressions(daemon.db)
+    assert (suppression.address, suppression.reason) == ("alice@dest.test", "userunknown")
+    assert "550 5.1.1 User unknown" in suppression.evidence
+
+    # The next message to her is never sent; lifting the suppression lets mail through again.
+    await _submit(daemon, ["alice@dest.test"])
+    states = [r["state"] for r in await _wait_final(daemon, 2)]
+    assert states == ["delivered", "suppressed"]
+    assert await lift(daemon.db, "acme", "alice@dest.test")
+    assert await list_suppressions(daemon.db) == []
+    assert len(mx.messages) == 1
+
+
+async def test_soft_bounces_suppress_on_the_third_within_the_window(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    for n in range(3):
+        row = await _delivered(daemon, "bob@dest.test")
+        verp = _verp(daemon, row["id"])
+        dsn = _dsn(verp, "bob@dest.test", "4.2.2", "452 4.2.2 Mailbox full")
+        await _send_to_bounce_listener(daemon, verp, dsn)
+        await _wait_processed(daemon, n + 1)
+        suppressed = await list_suppressions(daemon.db)
+        assert bool(suppressed) is (n == 2), f"after {n + 1} soft bounces: {suppressed}"
+    assert "mailboxfull" in suppressed[0].reason
+
+
+async def test_a_tenant_can_raise_its_soft_bounce_limit(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "bob@dest.test")
+    await daemon.db.execute(
+        "UPDATE companies SET settings = $1",  # the pool's codec encodes jsonb
+        {"bounce": {"soft_bounce_limit": 10, "suppress_hard": False}},
+    )
+    for status, text in (("4.2.2", "452 4.2.2 Mailbox full"), ("5.1.1", "550 5.1.1 unknown")):
+        for _ in range(3):
+            verp = _verp(daemon, row["id"])
+            await _send_to_bounce_listener(daemon, verp, _dsn(verp, "bob@dest.test", status, text))
+    await _wait_processed(daemon, 6)
+    assert await daemon.db.fetchval("SELECT count(*) FROM bounce_events") == 6
+    assert await list_suppressions(daemon.db) == []
+
+
+async def test_reputation_refusals_raise_a_signal_and_never_suppress(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "carol@dest.test")
+    verp = _verp(daemon, row["id"])
+    text = "554 5.7.1 Service unavailable; Client host [192.0.2.9] blocked using zen.spamhaus.org"
+    await _send_to_bounce_listener(daemon, verp, _dsn(verp, "carol@dest.test", "5.7.1", text))
+    await _wait_processed(daemon, 1)
+    assert await list_suppressions(daemon.db) == []
+    signal = await daemon.db.fetchrow("SELECT * FROM bounce_signals")
+    assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 1)
+    assert "spamhaus" in signal["last_evidence"]
+
+
+async def test_a_complaint_at_the_fbl_address_suppresses_and_unsubscribes(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "dave@dest.test")
+    arf = (
+        "From: fbl@isp.example\r\nTo: fbl@bounces.sendmill.test\r\nSubject: complaint\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n\r\n'
+        "--F\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n"
+        "--F\r\nContent-Type: message/feedback-report\r\n\r\n"
+        "Feedback-Type: abuse\r\nUser-Agent: ISP-FBL/1.0\r\nVersion: 1\r\n\r\n"
+        "--F\r\nContent-Type: message/rfc822\r\n\r\n"
+        f"Return-Path: <{_verp(daemon, row['id'])}>\r\nFrom: app@example.test\r\n"
+        "To: redacted@isp.example\r\nSubject: Hello\r\n\r\nBody\r\n--F--\r\n"
+    ).encode()
+    await _send_to_bounce_listener(daemon, f"fbl@{BOUNCE_DOMAIN}", arf)
+    (report,) = await _wait_processed(daemon, 1)
+    assert report["kind"] == "complaint"
+    event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
+    assert (event["kind"], event["address"], event["source"]) == (
+        "complained",
+        "dave@dest.test",
+        "arf",
+    )
+    (suppression,) = await list_suppressions(daemon.db)
+    assert suppression.reason == "complaint"
+    unsub = await daemon.db.fetchrow("SELECT * FROM unsubscriptions")
+    assert (unsub["address"], unsub["list_id"], unsub["source"]) == (
+        "dave@dest.test",
+        0,
+        "complaint",
+    )
+
+
+async def test_a_mailto_unsubscribe_request_unsubscribes_without_suppressing(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "erin@dest.test")
+    address = _verp(daemon, row["id"], "unsubscribe")
+    request = f"From: erin@dest.test\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\n".encode()
+    await _send_to_bounce_listener(daemon, address, request)
+    (report,) = await _wait_processed(daemon, 1)
+    assert report["kind"] == "unsubscribe"
+    unsub = await daemon.db.fetchrow("SELECT * FROM unsubscriptions")
+    assert (unsub["address"], unsub["source"]) == ("erin@dest.test", "mailto")
+    assert await list_suppressions(daemon.db) == []
+
+
+async def test_other_addresses_of_the_bounce_domain_are_still_refused(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    forged = _verp(daemon, 1, "unsubscribe").replace("-", "-x", 1)
+    for rcpt in (f"postmaster-{time.time_ns()}@{BOUNCE_DOMAIN}", forged):
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+            await _send_to_bounce_listener(daemon, rcpt, b"Subject: x\r\n\r\nx\r\n")
+        assert refused.value.recipients[0].code == 550
+
+
+async def test_a_dsn_without_its_verp_token_is_found_by_message_id(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "frank@dest.test")
+    message_id = await daemon.db.fetchval(
+        "SELECT m.message_id FROM messages m JOIN recipients r ON r.message_id = m.id"
+        " WHERE r.id = $1",
+        row["id"],
+    )
+    # Forwarded by a person to the feedback address: no VERP token anywhere in it.
+    dsn = _dsn(f"fbl@{BOUNCE_DOMAIN}", "frank@dest.test", "5.1.1", "550 5.1.1 unknown", message_id)
+    await _send_to_bounce_listener(daemon, f"fbl@{BOUNCE_DOMAIN}", dsn)
+    await _wait_processed(daemon, 1)
+    event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
+    assert (event["recipient_id"], event["reason"]) == (row["id"], "userunknown")
+
+
+async def test_an_unreadable_message_is_kept_and_reported(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "gina@dest.test")
+    garbage = b"X-Junk: \xff\xfe\r\n\r\n\x00\x01 nothing a person or a program would call a report"
+    await _send_to_bounce_listener(daemon, _verp(daemon, row["id"]), garbage)
+    (report,) = await _wait_processed(daemon, 1)
+    assert report["kind"] == "unreadable" and report["error"]
+    kept = await daemon.db.fetchrow("SELECT body, processed_at FROM inbound_messages")
+    assert b"would call a report" in kept["body"] and kept["processed_at"] is not None
+    assert await daemon.db.fetchval("SELECT count(*) FROM bounce_events") == 0
+
+
+async def test_a_refusal_during_delivery_goes_through_the_same_classifier_and_policy(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, mx = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    mx.fail_rcpt["nobody@dest.test"] = (550, "5.1.1 <nobody@dest.test>: User unknown")
+    mx.fail_rcpt["busy@dest.test"] = (421, "4.7.28 unusual rate of unsolicited mail")
+    await _submit(daemon, ["nobody@dest.test", "busy@dest.test"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        kinds = await daemon.db.fetch("SELECT address, kind::text, reason FROM bounce_events")
+        if {(r["address"], r["kind"]) for r in kinds} >= {
+            ("nobody@dest.test", "bounced"),
+            ("busy@dest.test", "deferred"),
+        }:
+            break
+        await asyncio.sleep(0.1)
+    reasons = {r["address"]: r["reason"] for r in kinds}
+    assert reasons == {"nobody@dest.test": "userunknown", "busy@dest.test": "badreputation"}
+    (suppression,) = await list_suppressions(daemon.db)
+    assert suppression.address == "nobody@dest.test"
+    assert "smtp" in suppression.evidence
+
+
+async def test_two_processors_share_the_inbound_queue_without_double_processing(pool):
+    company = await pool.fetchval("INSERT INTO companies (name) VALUES ('acme') RETURNING id")
+    message = await pool.fetchval(
+        "INSERT INTO messages (company_id, mail_from, from_domain, body, size)"
+        " VALUES ($1, 'a@example.test', 'example.test', '', 0) RETURNING id",
+        company,
+    )
+    verp = Verp(b"secret", BOUNCE_DOMAIN)
+    for n in range(60):
+        rid = await pool.fetchval(
+            "INSERT INTO recipients (message_id, company_id, recipient, domain, expires_at)"
+            " VALUES ($1, $2, $3, 'dest.test', now() + interval '1 day') RETURNING id",
+            message,
+            company,
+            f"user{n}@dest.test",
+        )
+        dsn = _dsn(verp.address(rid), f"user{n}@dest.test", "5.1.1", "550 5.1.1 unknown")
+        await store_inbound(pool, rid, "", verp.address(rid), dsn)
+    processors = [
+        BounceProcessor(pool, verp, Verp(b"secret", BOUNCE_DOMAIN, "unsubscribe"), batch_size=7)
+        for _ in range(2)
+    ]
+
+    async def drain(p: BounceProcessor) -> int:
+        total = 0
+        while n := await p.process_once():
+            total += n
+        return total
+
+    done = await asyncio.gather(*(drain(p) for p in processors))
+    assert sum(done) == 60
+    assert await pool.fetchval("SELECT count(*) FROM bounce_events") == 60
+    assert await pool.fetchval("SELECT count(DISTINCT recipient_id) FROM bounce_events") == 60
+    assert await pool.fetchval("SELECT count(*) FROM suppressions") == 60
