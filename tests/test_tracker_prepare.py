@@ -45,10 +45,16 @@ def test_only_http_links_without_the_notrack_mark_are_rewritten() -> None:
         '<a href="/relative">r</a><a name="anchor">n</a>'
         '<a data-sendmill-notrack href="https://d.test/">D</a>'
         '<a href="https://t.example.com/u/abc">unsubscribe</a>'
+        '<a data-href="https://e.test/data" href="https://e.test/real">E</a>'
     )
     seen: list[tuple[int, str]] = []
     out = rewrite_links(html, lambda i, u: seen.append((i, u)) or _tracked(i, u), LINKS.base_url)
-    assert seen == [(0, "https://a.test/?x=1&y=2"), (1, "http://b.test/"), (2, "https://c.test/c")]
+    assert seen == [
+        (0, "https://a.test/?x=1&y=2"),
+        (1, "http://b.test/"),
+        (2, "https://c.test/c"),
+        (3, "https://e.test/real"),  # the href, not a data-href before it
+    ]
     assert re.findall(r'href="([^"]+)"', out, re.I)[:3] == [
         "https://t.example.com/c/0",
         "https://t.example.com/c/1",

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tracker.app import Headers, Reply
+from tracker.app import Reply
+from tracker.hits import Headers
 
 HotPath = Callable[[str, str, Headers, "tuple[str, int] | None"], "Reply | None"]
 _HOT_PREFIXES = (b"/o/", b"/c/")

@@ -63,7 +63,9 @@ SETTINGS_TTL = 30.0
 NOTRACK_ATTRIBUTE = "data-sendmill-notrack"
 _OPTION_KEYS = frozenset({"opens", "clicks", "utm"})
 _A_TAG = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
-_HREF = re.compile(r"""(\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+_HREF = re.compile(
+    r"""((?<![\w-])href\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE
+)
 _NOTRACK = re.compile(rf"\s{NOTRACK_ATTRIBUTE}(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?", re.I)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
