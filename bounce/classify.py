@@ -107,11 +107,15 @@ class Classifier:
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
             self._unless = frozenset(Reason(r) for r in data.get("userunknown_unless", []))
             self._phrases = _PhraseIndex()
+            self._vendor = _PhraseIndex()
             self._rules: list[_Rule] = []
             for i, r in enumerate(data["reason"]):
                 patterns = r.get("patterns", [])
-                for phrase in r.get("phrases", []) + r.get("vendor_phrases", []):
+                for phrase in r.get("phrases", []):
                     self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()))
+                for phrase in r.get("vendor_phrases", []):
+                    self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()))
+                    self._vendor.add(i, _SPACE_RE.sub(" ", phrase.lower()))
                 self._rules.append(
                     _Rule(
                         Reason(r["name"]),
@@ -156,6 +160,10 @@ class Classifier:
 
     def _decide(self, status: str, text: str, action: str) -> Reason:
         by_code = self._statuses.get(status)
+        # A particular MTA's own wording says exactly what it meant: it decides first.
+        by_vendor = self._vendor.rules_matching(text)
+        if by_vendor:
+            return self._rules[min(by_vendor)].reason
         by_phrase = self._phrases.rules_matching(text)
         # Stage 1: text or code, the first reason in order wins.
         for i, rule in enumerate(self._rules):

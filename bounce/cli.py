@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def cmd_suppressions_list(args: argparse.Namespace) -> int:
     )
     for s in rows:
         if args.json:
-            print(json.dumps({**s.__dict__, "created_at": s.created_at.isoformat()}))
+            print(json.dumps({**asdict(s), "created_at": s.created_at.isoformat()}))
         else:
             print(f"{s.company:<20} {s.address:<40} {s.reason:<16} {s.created_at:%Y-%m-%d %H:%M}")
             if s.evidence:

@@ -116,8 +116,8 @@ def _strip_type(value: str) -> tuple[str, str]:
     return "", value.strip()
 
 
-def is_dsn_part(part: Message) -> bool:
-    ctype = part.get_content_type()
+def is_dsn_part(part: Message, ctype: str | None = None) -> bool:
+    ctype = ctype or part.get_content_type()
     if ctype in DSN_TYPES:
         return True
     if ctype == "text/plain" and not part.get_filename():

@@ -36,6 +36,7 @@ class BounceEvent:
     diagnostic: str = ""
     remote_mta: str = ""
     inbound_id: int | None = None
+    list_id: int = 0  # unsubscribes: the list left (0 = every list of the company)
 
     @property
     def domain(self) -> str:

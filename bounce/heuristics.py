@@ -149,15 +149,18 @@ _ORIGINAL_PHRASE_RE = re.compile(
 
 def cut_original(text: str) -> str:
     """The text above the quoted original message (the report itself)."""
-    low = text.lower()
-    found = (
-        _ORIGINAL_MARKER_RE.search(text),
-        _HEADER_BLOCK_RE.search(text),
-        # the phrase regex is slow on long texts: only when its key word is there at all
-        _ORIGINAL_PHRASE_RE.search(text) if "original" in low or "message" in low else None,
-    )
+    found = (_ORIGINAL_MARKER_RE.search(text), _HEADER_BLOCK_RE.search(text))
     ends = [m.start() for m in found if m is not None and m.start() > 0]
-    return text[: min(ends)] if ends else text
+    end = min(ends) if ends else len(text)
+    # The phrase regex is slow over a whole text: try it on the lines that have its key words.
+    start = 0
+    for line in text[:end].splitlines(keepends=True):
+        low = line.lower()
+        keyword = "original" in low or "message" in low
+        if keyword and start > 0 and _ORIGINAL_PHRASE_RE.search(line):
+            return text[:start]
+        start += len(line)
+    return text[:end]
 
 
 def clean_address(address: str) -> str:
@@ -219,6 +222,24 @@ def _only_addresses(text: str) -> bool:
     return len(re.sub(r"[\s<>\"'():;,.\[\]]|rfc822|smtp", "", rest, flags=re.I)) < 3
 
 
+def _following(
+    lines: list[str], spans: list[tuple[int, int]], n: int, consumed: set[int], address: str
+) -> str:
+    """The paragraphs after an address standing alone, up to the next address: Domino's
+    "because:" and Gmail's "Technical details of permanent failure:" put the reason there."""
+    texts = []
+    for m in range(n + 1, min(n + 4, len(spans))):
+        text = "\n".join(lines[slice(*spans[m])])
+        others = {clean_address(a) for a in _ADDRESS_RE.findall(text)} - {address}
+        if others and (texts or _only_addresses(text)):
+            break  # the next recipient's paragraph
+        texts.append(text)
+        consumed.add(m)
+        if not text.rstrip().endswith(":") and len(text) > 60:
+            break  # a sentence that says why: enough
+    return "\n".join(texts)
+
+
 def recipients_in_text(text: str, exclude: frozenset[str]) -> list[TextRecipient]:
     """The addresses a bounce's prose reports on, each with the text about it."""
     lines = text.splitlines()
@@ -244,12 +265,7 @@ def recipients_in_text(text: str, exclude: frozenset[str]) -> list[TextRecipient
                     if _only_addresses(block):
                         # "failed permanently:\n\n   addr\n\n   Technical details..." style
                         before = "\n".join(lines[slice(*spans[n - 1])]) if n else ""
-                        after = ""
-                        if n + 1 < len(spans) and not _only_addresses(
-                            "\n".join(lines[slice(*spans[n + 1])])
-                        ):
-                            after = "\n".join(lines[slice(*spans[n + 1])])
-                            consumed.add(n + 1)
+                        after = _following(lines, spans, n, consumed, address)
                         diagnostic = f"{before}\n{block}\n{after}"
                     target = to_lines if _TO_HEADER_RE.match(line) else found
                     target[address] = TextRecipient(address, diagnostic)

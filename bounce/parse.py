@@ -86,7 +86,7 @@ class _Parser:
             return
         if ctype == arf.FEEDBACK_TYPE:
             self.feedback_part = self.feedback_part or part
-        elif dsn.is_dsn_part(part):
+        elif dsn.is_dsn_part(part, ctype):
             self.dsn_parts.append(part)
         elif ctype in dsn.ORIGINAL_TYPES:
             if self.original is None:
@@ -274,4 +274,4 @@ _DELAYED_RE = re.compile(
 
 def _looks_delayed(subject: str, text: str) -> bool:
     """A warning that delivery is still being tried (a soft, temporary state)."""
-    return bool(_DELAYED_RE.search(subject) or _DELAYED_RE.search(text[:3000]))
+    return bool(_DELAYED_RE.search(subject) or _DELAYED_RE.search(text[:1500]))

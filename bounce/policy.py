@@ -111,9 +111,14 @@ async def apply(conn: asyncpg.Connection, events: list[BounceEvent]) -> int:
         if (e.kind is EventKind.COMPLAINED and policy.complaint_unsubscribes) or (
             e.kind is EventKind.UNSUBSCRIBED
         ):
-            source = "complaint" if e.kind is EventKind.COMPLAINED else "mailto"
+            complained = e.kind is EventKind.COMPLAINED
             await unsubscribe(
-                conn, e.company_id, e.address, ALL_LISTS, source=source, evidence=_evidence(e)
+                conn,
+                e.company_id,
+                e.address,
+                ALL_LISTS if complained else e.list_id,
+                source="complaint" if complained else "mailto",
+                evidence=_evidence(e),
             )
     return suppressed
 

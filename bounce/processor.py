@@ -18,8 +18,11 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parseaddr
 
 import asyncpg
 
@@ -34,6 +37,21 @@ from mta.verp import Verp, VerpError
 
 log = logging.getLogger("sendmill.bounce")
 SQL = Queries("bounce")
+
+
+@dataclass(frozen=True, slots=True)
+class MailtoRequest:
+    """Who a `mailto:` unsubscribe address stands for."""
+
+    recipient_id: int  # 0 when the address names no recipient row
+    company_id: int  # 0: the recipient row's company
+    list_id: int = 0  # 0: every list of the company
+
+
+# Reads the token of unsubscribe+TOKEN@<bounce domain>; None when it does not verify. The
+# daemon passes the tracker's (which makes the List-Unsubscribe mailto:); without one, the
+# token is a VERP token under `unsubscribe_verp`.
+MailtoDecoder = Callable[[str], MailtoRequest | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +74,12 @@ class BounceProcessor:
         classifier: Classifier | None = None,
         batch_size: int = 50,
         poll_interval: float = 1.0,
+        mailto_decoder: MailtoDecoder | None = None,
     ) -> None:
         self._db = db
         self._verp = verp
         self._unsubscribe = unsubscribe_verp
+        self._mailto_decoder = mailto_decoder
         self._complaint_parts = frozenset(p.lower() for p in complaint_local_parts)
         self._classifier = classifier or default_classifier()
         self._batch = batch_size
@@ -78,13 +98,22 @@ class BounceProcessor:
         """Addresses of the bounce domain, other than VERP return paths, that take mail: the
         complaint (feedback loop) addresses and unsubscribe+TOKEN@ with a valid token."""
         local = address.strip("<>").rpartition("@")[0].lower()
-        if local in self._complaint_parts:
-            return True
+        return local in self._complaint_parts or self.mailto_request(address) is not None
+
+    def mailto_request(self, address: str) -> MailtoRequest | None:
+        """The unsubscribe request an address of the bounce domain stands for, if any."""
+        if not self._verp.is_bounce_domain(address):
+            return None
+        local = address.strip("<>").rpartition("@")[0]
+        prefix, plus, token = local.partition("+")
+        if not plus or prefix.lower() != self._unsubscribe.local_part or not token:
+            return None
+        if self._mailto_decoder is not None:
+            return self._mailto_decoder(token)
         try:
-            self._unsubscribe.decode(address)
+            return MailtoRequest(self._unsubscribe.decode(address), 0)
         except VerpError:
-            return False
-        return True
+            return None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -140,18 +169,9 @@ class BounceProcessor:
     ) -> tuple[str, list[BounceEvent], str]:
         envelope_to: str = row["envelope_to"]
         body: bytes = row["body"]
-        try:
-            unsubscribing = self._unsubscribe.decode(envelope_to)
-        except VerpError:
-            unsubscribing = None
-        if unsubscribing is not None:
-            rows = await self._rows(conn, [unsubscribing])
-            if not rows:
-                return "unsubscribe", [], "recipient row no longer exists"
-            r = rows[0]
-            event = self._event(r, EventKind.UNSUBSCRIBED, Reason.FEEDBACK, None, "mailto", row)
-            event.diagnostic = "mailto: unsubscribe request"
-            return "unsubscribe", [event], ""
+        request = self.mailto_request(envelope_to)
+        if request is not None:
+            return await self._mailto(conn, row, request)
         report = await asyncio.to_thread(parse_message, body, self._classifier)
         if report.kind in (ReportKind.UNREADABLE, ReportKind.VACATION):
             return report.kind.value, [], report.error
@@ -181,6 +201,24 @@ class BounceProcessor:
             event.remote_mta = failed.remote_mta
             found.append(event)
         return report.kind.value, found, ""
+
+    async def _mailto(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, request: MailtoRequest
+    ) -> tuple[str, list[BounceEvent], str]:
+        rows = await self._rows(conn, [request.recipient_id]) if request.recipient_id else []
+        if rows:
+            r = rows[0]
+        else:  # no recipient row: the sender of the request is the person leaving
+            headers = BytesHeaderParser(policy=compat32).parsebytes(row["body"])
+            address = parseaddr(str(headers.get("From", "")))[1].lower()
+            if not request.company_id or "@" not in address:
+                return "unsubscribe", [], "no recipient row and no sender to unsubscribe"
+            r = _Row(0, request.company_id, address, None)
+        event = self._event(r, EventKind.UNSUBSCRIBED, Reason.FEEDBACK, None, "mailto", row)
+        event.recipient_id = r.id or None
+        event.list_id = request.list_id
+        event.diagnostic = "mailto: unsubscribe request"
+        return "unsubscribe", [event], ""
 
     def _candidate_ids(self, row: asyncpg.Record, report: Report, body: bytes) -> list[int]:
         ids = [row["recipient_id"]] if row["recipient_id"] else []

@@ -100,6 +100,11 @@ class BounceConfig:
     process: bool = True
     complaint_local_parts: tuple[str, ...] = ("fbl",)
     unsubscribe_local_part: str = "unsubscribe"
+    # Provider webhooks at /webhooks/<provider> on the HTTP API; '' leaves one switched off.
+    webhook_sns_cert_url: str = ""  # regex the SNS SigningCertURL must match
+    webhook_sendgrid_public_key: str = ""
+    webhook_mailgun_signing_key: str = ""
+    webhook_postmark_credentials: str = ""  # "user:password"
 
 
 @dataclass(frozen=True)

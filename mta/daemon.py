@@ -86,7 +86,30 @@ def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
         Verp(secret, config.bounce.domain, config.bounce.local_part),
         Verp(secret, config.bounce.domain, config.bounce.unsubscribe_local_part),
         config.bounce.complaint_local_parts,
+        mailto_decoder=_tracker_mailto_decoder(config),
     )
+
+
+def _tracker_mailto_decoder(config: Config) -> object | None:
+    """When the tracker writes `mailto:` unsubscribe addresses into List-Unsubscribe
+    (unsubscribe+<hex of its unsubscribe token>@<bounce domain>), the bounce processor reads
+    them with the tracker's token codec."""
+    if not config.tracker.unsubscribe_mailto:
+        return None
+    from bounce.processor import MailtoRequest
+    from tracker.server import build_codec
+    from tracker.tokens import TokenError, TokenKind
+
+    codec = build_codec(config)
+
+    def decode(token: str) -> MailtoRequest | None:
+        try:
+            t = codec.verify(bytes.fromhex(token).decode("ascii"), TokenKind.UNSUBSCRIBE)
+        except (ValueError, TokenError):  # not hex, not ASCII, or not a valid token
+            return None
+        return MailtoRequest(t.recipient_id, t.company_id, t.list_id)
+
+    return decode
 
 
 async def start_engine(
@@ -205,11 +228,28 @@ class Daemon:
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
             prepare=submission_preparer(config, db),
+            mounts=self._webhook_routes(),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:
             self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
+
+    def _webhook_routes(self) -> list:
+        """The bounce package's provider webhooks, mounted at /webhooks on the HTTP API."""
+        from starlette.routing import Mount
+
+        from bounce.webhooks import Webhooks, WebhookSecrets
+
+        b = self.config.bounce
+        assert self.db is not None
+        secrets = WebhookSecrets(
+            b.webhook_sns_cert_url,
+            b.webhook_sendgrid_public_key,
+            b.webhook_mailgun_signing_key,
+            b.webhook_postmark_credentials,
+        )
+        return [Mount("/webhooks", routes=Webhooks(self.db, secrets).routes)]
 
     async def _sample_queue(self) -> None:
         """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""

@@ -13,7 +13,7 @@ module maps them.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mta import metrics, queue
 from mta.compose import ComposeError, MessageSpec, compose
@@ -518,9 +518,11 @@ def create_app(
     max_body_size: int,
     ready: Ready | None = None,
     prepare: SubmissionHook | None = None,
+    mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The HTTP API app. `ready` is the readiness check; without one, the database must answer.
-    `prepare` is the submission hook (tracking), when the daemon has one."""
+    `prepare` is the submission hook (tracking), when the daemon has one; `mounts` are other
+    packages' routes the daemon adds (bounce webhooks)."""
     messages = Messages(db, credentials, policy, max_age, max_body_size, prepare)
     health = Health(db, ready)
     routes = [
@@ -529,5 +531,6 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        *mounts,
     ]
     return Starlette(routes=routes, exception_handlers=_EXCEPTION_HANDLERS)

@@ -206,6 +206,71 @@ def test_an_exim_bounce_uses_x_failed_recipients() -> None:
     assert (frank.recipient, frank.reason) == ("frank@example.org", Reason.MAILBOXFULL)
 
 
+PROSE = {
+    # Lotus Domino: the address alone, the reason two paragraphs below it
+    "domino": b"""From: Postmaster@notes.example.org
+Subject: DELIVERY FAILURE: User john (john@example.org) not listed in Domino Directory
+
+Your message
+
+  Subject: Hello
+
+was not delivered to:
+
+  john@example.org
+
+because:
+
+  User john (john@example.org) not listed in Domino Directory
+""",
+    # Gmail's old text bounces: the reply several paragraphs below the address
+    "gmail": b"""From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+Subject: Delivery Status Notification (Failure)
+
+Delivery to the following recipient failed permanently:
+
+     kate@example.org
+
+Technical details of permanent failure:
+Google tried to deliver your message, but it was rejected by the server for the recipient
+domain example.org by mx.example.org. [192.0.2.1].
+
+The error that the other server returned was:
+550 5.2.2 <kate@example.org>... Mailbox full
+
+   ----- Original message -----
+
+To: kate@example.org
+""",
+    # Sendmail without a DSN part
+    "sendmail": b"""From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.jp>
+Subject: Returned mail: see transcript for details
+
+   ----- The following addresses had permanent fatal errors -----
+<taro@example.jp>
+    (reason: 550 5.1.1 <taro@example.jp>... User Unknown)
+
+   ----- Transcript of session follows -----
+... while talking to mail.example.jp.:
+>>> DATA
+<<< 550 5.1.1 <taro@example.jp>... User Unknown
+""",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "recipient", "reason"),
+    [
+        ("domino", "john@example.org", Reason.USERUNKNOWN),
+        ("gmail", "kate@example.org", Reason.MAILBOXFULL),
+        ("sendmail", "taro@example.jp", Reason.USERUNKNOWN),
+    ],
+)
+def test_prose_bounces_find_the_reason_around_the_address(name, recipient, reason) -> None:
+    (failed,) = parse_message(PROSE[name]).recipients
+    assert (failed.recipient, failed.reason) == (recipient, reason)
+
+
 HOSTILE = [
     b"",
     b"\x00\xff\xfe garbage",

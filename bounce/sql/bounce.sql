@@ -91,3 +91,14 @@ ON CONFLICT (domain, reason) DO UPDATE SET
 SELECT domain, reason, count, first_at, last_at, last_evidence
 FROM bounce_signals WHERE last_at > now() - make_interval(hours => $1)
 ORDER BY last_at DESC;
+
+-- name: recipient-for-webhook
+-- The recipient row a provider's notification is about: address $1, in the message whose
+-- Message-ID header is $2 when the provider echoes it, else that address's latest row of the
+-- last 30 days.
+SELECT r.id, r.company_id, m.campaign_id
+FROM recipients r JOIN messages m ON m.id = r.message_id
+WHERE lower(r.recipient) = $1
+  AND (m.message_id IN ($2, '<' || $2 || '>') OR r.created_at > now() - interval '30 days')
+ORDER BY (m.message_id IN ($2, '<' || $2 || '>')) DESC, r.id DESC
+LIMIT 1;
