@@ -186,3 +186,14 @@ async def test_untracked_mail_is_stored_as_submitted_and_bad_options_are_named(p
         with pytest.raises(ComposeError) as error:
             await preparer(credential, bad, submission)
         assert error.value.field == field
+
+
+def test_mailto_local_part_fits_64_octets_for_large_ids() -> None:
+    tracking = Tracking(company_id=70_000, marketing=True, campaign_id=10**9, list_id=2**20)
+    links = Links("https://t.example.com", mailto=("unsubscribe", "bounces.example.com"))
+    recipient = RecipientLinks(CODEC, links, tracking, 2**28 - 1, 1_764_000_000)
+    mailto = recipient.list_unsubscribe().split(", ")[1]
+    local = mailto.removeprefix("<mailto:").partition("@")[0]
+    assert len(local) <= 64 and local == local.lower()
+    decoded = CODEC.verify_hex(local.partition("+")[2].upper(), TokenKind.UNSUBSCRIBE)
+    assert (decoded.recipient_id, decoded.company_id, decoded.list_id) == (2**28 - 1, 70_000, 2**20)
