@@ -92,7 +92,7 @@ def build_bounce_processor(config: Config, db: asyncpg.Pool) -> object | None:
 
 def _tracker_mailto_decoder(config: Config) -> object | None:
     """When the tracker writes `mailto:` unsubscribe addresses into List-Unsubscribe
-    (unsubscribe+<hex of its unsubscribe token>@<bounce domain>), the bounce processor reads
+    (unsubscribe+<its unsubscribe token in hex>@<bounce domain>), the bounce processor reads
     them with the tracker's token codec."""
     if not config.tracker.unsubscribe_mailto:
         return None
@@ -104,8 +104,8 @@ def _tracker_mailto_decoder(config: Config) -> object | None:
 
     def decode(token: str) -> MailtoRequest | None:
         try:
-            t = codec.verify(bytes.fromhex(token).decode("ascii"), TokenKind.UNSUBSCRIBE)
-        except (ValueError, TokenError):  # not hex, not ASCII, or not a valid token
+            t = codec.verify_hex(token, TokenKind.UNSUBSCRIBE)
+        except TokenError:  # not hex, or not a valid token
             return None
         return MailtoRequest(t.recipient_id, t.company_id, t.list_id)
 

@@ -214,11 +214,11 @@ async def test_untracked_transactional_mail_is_left_as_submitted(
     assert not stored.lower().startswith(b"x-sendmill-tracking")
 
 
-async def test_mailto_unsubscribe_is_the_recipients_return_path(
+async def test_mailto_unsubscribe_reaches_the_bounce_processor(
     daemon_factory, dns_server, mx_factory, mx_port
 ):
-    """With `unsubscribe_mailto`, List-Unsubscribe also names the recipient's VERP address with
-    subject "unsubscribe": the bounce listener takes it and files it under the recipient row."""
+    """With `unsubscribe_mailto`, List-Unsubscribe also names unsubscribe+HEX@bounce-domain: the
+    bounce listener takes mail for it and the bounce processor unsubscribes from the list."""
     import aiosmtplib
 
     from mta.config import parse_hostport
@@ -234,17 +234,23 @@ async def test_mailto_unsubscribe_is_the_recipients_return_path(
     msg = email.message_from_bytes(mx.messages[0].data, policy=email.policy.default)
     https, mailto = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
     assert https.startswith(daemon.config.tracker.base_url + "/u/")
-    address, _, query = mailto.removeprefix("mailto:").partition("?")
-    assert query == "subject=unsubscribe"
-    assert address == mx.messages[0].mail_from  # the return path of this very message
+    address = mailto.removeprefix("mailto:")
+    local, _, domain = address.partition("@")
+    assert domain == daemon.config.bounce.domain and len(local) <= 64  # RFC 5321 §4.5.3.1.1
+    assert local.startswith("unsubscribe+") and local == local.lower()
 
     host, port = parse_hostport(daemon.config.bounce.listen, 25, "bounce.listen")
     request = f"From: gus@dest.test\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\n\r\n"
     async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=10) as client:
         errors, _ = await client.sendmail("gus@dest.test", [address], request.encode())
     assert not errors
-    stored = await daemon.db.fetchrow("SELECT recipient_id, body FROM inbound_messages")
-    assert stored["recipient_id"] == recipient_id and b"Subject: unsubscribe" in stored["body"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = await daemon.db.fetch("SELECT address, list_id FROM unsubscriptions")
+        if rows:
+            break
+        await asyncio.sleep(0.1)
+    assert [(r["address"], r["list_id"]) for r in rows] == [("gus@dest.test", 5)]
 
 
 async def test_raw_submissions_ask_for_tracking_in_the_query(

@@ -45,10 +45,16 @@ def test_only_http_links_without_the_notrack_mark_are_rewritten() -> None:
         '<a href="/relative">r</a><a name="anchor">n</a>'
         '<a data-sendmill-notrack href="https://d.test/">D</a>'
         '<a href="https://t.example.com/u/abc">unsubscribe</a>'
+        '<a data-href="https://e.test/data" href="https://e.test/real">E</a>'
     )
     seen: list[tuple[int, str]] = []
     out = rewrite_links(html, lambda i, u: seen.append((i, u)) or _tracked(i, u), LINKS.base_url)
-    assert seen == [(0, "https://a.test/?x=1&y=2"), (1, "http://b.test/"), (2, "https://c.test/c")]
+    assert seen == [
+        (0, "https://a.test/?x=1&y=2"),
+        (1, "http://b.test/"),
+        (2, "https://c.test/c"),
+        (3, "https://e.test/real"),  # the href, not a data-href before it
+    ]
     assert re.findall(r'href="([^"]+)"', out, re.I)[:3] == [
         "https://t.example.com/c/0",
         "https://t.example.com/c/1",
@@ -180,3 +186,14 @@ async def test_untracked_mail_is_stored_as_submitted_and_bad_options_are_named(p
         with pytest.raises(ComposeError) as error:
             await preparer(credential, bad, submission)
         assert error.value.field == field
+
+
+def test_mailto_local_part_fits_64_octets_for_large_ids() -> None:
+    tracking = Tracking(company_id=70_000, marketing=True, campaign_id=10**9, list_id=2**20)
+    links = Links("https://t.example.com", mailto=("unsubscribe", "bounces.example.com"))
+    recipient = RecipientLinks(CODEC, links, tracking, 2**28 - 1, 1_764_000_000)
+    mailto = recipient.list_unsubscribe().split(", ")[1]
+    local = mailto.removeprefix("<mailto:").partition("@")[0]
+    assert len(local) <= 64 and local == local.lower()
+    decoded = CODEC.verify_hex(local.partition("+")[2].upper(), TokenKind.UNSUBSCRIBE)
+    assert (decoded.recipient_id, decoded.company_id, decoded.list_id) == (2**28 - 1, 70_000, 2**20)

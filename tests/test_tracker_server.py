@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -200,3 +201,48 @@ async def test_sendmill_serve_runs_the_tracker_in_several_processes(
             assert f"{line} 101.0" in text
     finally:
         assert await asyncio.to_thread(daemon.stop) == 0
+
+
+async def test_a_client_that_pipelines_without_reading_is_not_buffered_without_bound(server):
+    open_token, _ = _tokens(server)
+    request = f"GET /o/{open_token} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    count = 120_000  # ~12 MB of requests, ~36 MB of answers
+    host, port = server.config.tracker.listen.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little for us
+    sock.connect((host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
+    state = server._server.server_state  # type: ignore[attr-defined]
+    while not state.connections:
+        await asyncio.sleep(0.01)
+    for connection in state.connections:  # and little on the server's side either
+        connection.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )
+    sending = asyncio.create_task(_send_all(writer, request, count))
+    before = state.total_requests
+    await asyncio.sleep(2.0)  # the client reads nothing meanwhile
+    answered = state.total_requests - before
+    buffered = max(c.transport.get_write_buffer_size() for c in state.connections)
+    # the server stopped reading once its answers piled up beyond what the kernel holds: its
+    # own buffer stays near what one read's worth of requests asks for (unpaused: 13 MB and
+    # growing after 2 s here); once the client reads, everything is answered
+    assert buffered < 3 * 1024 * 1024, f"{buffered} bytes buffered after {answered} answers"
+    status = b"HTTP/1.1 200 OK"
+    answers = 0
+    tail = b""
+    while answers < count:
+        chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+        assert chunk
+        data = tail + chunk
+        answers += data.count(status)
+        tail = data[-(len(status) - 1) :]  # a status line may be cut between two reads
+    await sending
+    writer.close()
+    assert answers == count
+
+
+async def _send_all(writer: asyncio.StreamWriter, request: bytes, count: int) -> None:
+    for _ in range(count // 100):
+        writer.write(request * 100)
+        await writer.drain()

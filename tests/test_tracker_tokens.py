@@ -101,3 +101,14 @@ def test_forged_truncated_and_tampered_tokens_are_refused() -> None:
 def test_overlong_urls_are_not_tokenised() -> None:
     with pytest.raises(ValueError):
         CODEC.make(_click("https://example.com/" + "a" * MAX_URL))
+
+
+def test_hex_form_round_trips_in_either_case_and_refuses_tampering() -> None:
+    token = Token(TokenKind.UNSUBSCRIBE, 77, 5, list_id=3)
+    text = CODEC.make_hex(token)
+    assert text == text.lower() and set(text) <= set("0123456789abcdef")
+    assert CODEC.verify_hex(text, TokenKind.UNSUBSCRIBE) == token
+    assert CODEC.verify_hex(text.upper(), TokenKind.UNSUBSCRIBE) == token
+    for bad in (text[:-2], text + "0", text[:-1] + ("0" if text[-1] != "0" else "1"), "zz", ""):
+        with pytest.raises(TokenError):
+            CODEC.verify_hex(bad, TokenKind.UNSUBSCRIBE)

@@ -228,18 +228,21 @@ class EventWriter:
                 await conn.copy_records_to_table(
                     "tracking_events", records=records, columns=COLUMNS
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            self._in_flight = 0
-            self._buffer.extendleft(reversed(batch))
-            metrics.WRITE_FAILURES.inc()
-            log.warning("tracker: writing %d events failed (%s); kept to retry", count, exc)
-            return False
-        except Exception:  # a row the database cannot take: a bug; never retry it forever
+        except (asyncpg.DataError, ValueError, TypeError):
+            # a row the database cannot take (a bug): retrying would block the buffer forever
             self._in_flight = 0
             self.dropped += count
             metrics.EVENTS_DROPPED.inc(count)
             log.exception("tracker: %d events could not be encoded; dropped", count)
             return True
+        except Exception as exc:  # the database or the connection: keep the batch, retry
+            # (besides OSError and PostgresError, asyncpg raises InterfaceError and
+            # InternalClientError from connections the server dropped)
+            self._in_flight = 0
+            self._buffer.extendleft(reversed(batch))
+            metrics.WRITE_FAILURES.inc()
+            log.warning("tracker: writing %d events failed (%s); kept to retry", count, exc)
+            return False
         self._in_flight = 0
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_WRITTEN.inc(count)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tracker.app import Headers, Reply
+from tracker.app import Reply
+from tracker.hits import Headers
 
 HotPath = Callable[[str, str, Headers, "tuple[str, int] | None"], "Reply | None"]
 _HOT_PREFIXES = (b"/o/", b"/c/")
@@ -29,6 +30,7 @@ class FastLaneProtocol(HttpToolsProtocol):
 
     _reply: Reply | None = None
     _head_only = False
+    _reading_paused_by_us = False
 
     def on_headers_complete(self) -> None:
         self._reply = None
@@ -57,6 +59,11 @@ class FastLaneProtocol(HttpToolsProtocol):
         head = self._head(reply, keep_alive)
         self.transport.write(head if self._head_only else head + reply.body)
         self.server_state.total_requests += 1
+        if self.flow.write_paused and not self._reading_paused_by_us:
+            # a client pipelining requests without reading the answers: stop reading until it
+            # catches up, or the write buffer would grow without bound
+            self._reading_paused_by_us = True
+            self.flow.pause_reading()
         if not keep_alive:
             self.transport.close()
         elif not self.transport.is_closing():
@@ -64,6 +71,13 @@ class FastLaneProtocol(HttpToolsProtocol):
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reading_paused_by_us:
+            self._reading_paused_by_us = False
+            if self.cycle is None or self.cycle.response_complete:
+                self.flow.resume_reading()
 
     def _head(self, reply: Reply, keep_alive: bool) -> bytes:
         """The status line and headers; cached for the fixed replies (GIF, 404) until uvicorn

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _KINDS = frozenset({"open", "click"})
@@ -30,9 +30,9 @@ class RulesError(ValueError):
     """The rules file is invalid; the message names the rule and key."""
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What classification looks at, taken from the HTTP request and the token."""
+class Request(NamedTuple):
+    """What classification looks at, taken from the HTTP request and the token (a NamedTuple:
+    one is built per pixel or click request)."""
 
     kind: str  # "open" | "click"
     user_agent: str

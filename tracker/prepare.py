@@ -50,7 +50,6 @@ from mta.compose import POLICY, ComposeError
 from mta.credentials import Credential
 from mta.queries import Queries
 from mta.queue import ClaimedRecipient, StoredMessage, Submission
-from mta.verp import Verp
 from tracker.template import Irregular, MessageTemplate
 from tracker.tokens import MAX_URL, Token, TokenCodec, TokenError, TokenKind
 
@@ -63,7 +62,9 @@ SETTINGS_TTL = 30.0
 NOTRACK_ATTRIBUTE = "data-sendmill-notrack"
 _OPTION_KEYS = frozenset({"opens", "clicks", "utm"})
 _A_TAG = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
-_HREF = re.compile(r"""(\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+_HREF = re.compile(
+    r"""((?<![\w-])href\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE
+)
 _NOTRACK = re.compile(rf"\s{NOTRACK_ATTRIBUTE}(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?", re.I)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -88,14 +89,15 @@ class Tracking:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Where the tracker answers, and the return path for the `mailto:` unsubscribe."""
+    """Where the tracker answers, and where `mailto:` unsubscribe requests go."""
 
     base_url: str
-    # The `mailto:` of List-Unsubscribe is the recipient's own VERP address with the subject
-    # "unsubscribe": the bounce listener already accepts it (and only it) and files it under the
-    # recipient row, where the bounce processor acts on it through mta.unsubscriptions. None:
-    # https only.
-    verp: Verp | None = None
+    # (local part, bounce domain) of the `mailto:` in List-Unsubscribe:
+    # <local>+<unsubscribe token in hex>@<domain>. The bounce listener takes mail for it and
+    # the bounce processor reads the token with this codec (wired by the daemon) and
+    # unsubscribes through mta.unsubscriptions. Hex because mail systems may change the case of
+    # a local part. None: https only.
+    mailto: tuple[str, str] | None = None
 
     def url(self, prefix: str, token: str) -> str:
         return f"{self.base_url}/{prefix}/{token}"
@@ -225,9 +227,24 @@ class RecipientLinks:
 
     def list_unsubscribe(self) -> str:
         value = f"<{self.unsubscribe()}>"
-        if self.links.verp is not None:
-            value += f", <mailto:{self.links.verp.address(self.recipient_id)}?subject=unsubscribe>"
+        if self.links.mailto is not None:
+            local_part, domain = self.links.mailto
+            value += f", <mailto:{local_part}+{self.mailto_token()}@{domain}>"
         return value
+
+    def mailto_token(self) -> str:
+        """The unsubscribe token of the `mailto:` address, in hex: only what an unsubscribe
+        needs (recipient, company, list), so that the local part stays within the 64 octets of
+        RFC 5321 §4.5.3.1.1 (recipient ids up to 2^28, companies and lists up to 2^21)."""
+        return self.codec.make_hex(
+            Token(
+                TokenKind.UNSUBSCRIBE,
+                self.recipient_id,
+                self.tracking.company_id,
+                0,
+                self.tracking.list_id,
+            )
+        )
 
 
 def prepare_message(body: bytes, recipient: RecipientLinks) -> bytes:

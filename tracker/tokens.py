@@ -198,6 +198,20 @@ class TokenCodec:
         payload += hmac.digest(self._key, bytes(payload), "sha256")[:TAG_BYTES]
         return _b64(bytes(payload))
 
+    def make_hex(self, token: Token) -> str:
+        """The token as lower-case hex, for places that may fold case (an email local part)."""
+        return _unb64(self.make(token)).hex()
+
+    def verify_hex(self, text: str, kind: TokenKind | None = None) -> Token:
+        """`verify` for a `make_hex` token (either case)."""
+        if len(text) > MAX_TOKEN:
+            raise TokenError("not a token")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise TokenError("not a token") from None
+        return self.verify(_b64(raw), kind)
+
     def seal(self, data: bytes) -> str:
         """`data` with a full-length tag, for values that travel inside our own systems (the
         tracking options stored with a message) rather than in links."""
