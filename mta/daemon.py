@@ -216,7 +216,8 @@ class Daemon:
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
         self.bounce = build_bounce_processor(config, db)
         accepts = getattr(self.bounce, "accepts", None)
-        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts)
+        prepare = submission_preparer(config, db)  # tracking, decided once for both front ends
+        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts, prepare)
         await self.smtp.start()
         if self.bounce is not None:
             self.bounce.start()  # type: ignore[attr-defined]
@@ -227,7 +228,7 @@ class Daemon:
             max_age=config.delivery.max_age,
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
-            prepare=submission_preparer(config, db),
+            prepare=prepare,
             mounts=self._webhook_routes(),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))

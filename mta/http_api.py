@@ -33,6 +33,12 @@ from mta import metrics, queue
 from mta.compose import ComposeError, MessageSpec, compose
 from mta.credentials import Credential, CredentialStore
 from mta.submission import SubmissionError, SubmissionPolicy, normalise_line_endings
+from mta.submission_options import (
+    OPTION_NAMES,
+    SubmissionHook,
+    apply_options,
+    options_from_text,
+)
 
 PRIORITIES = {"transactional": 0, "bulk": 1}
 JSON_TYPE = "application/json"
@@ -59,8 +65,6 @@ Ready = Callable[[], Awaitable[bool]]
 # Called on every JSON submission with the client's `tracking` option (None when absent) after
 # the policy accepted it; returns the submission to queue (the tracker seals its decision into
 # the body). The daemon passes tracker's; mta itself knows nothing of tracking.
-SubmissionHook = Callable[[Credential, Any, queue.Submission], Awaitable[queue.Submission]]
-CATEGORIES = ("transactional", "marketing")
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -269,41 +273,11 @@ def _priority(value: Any, where: str) -> int:
     return PRIORITIES[value]
 
 
-def _optional_id(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_BIGINT:
-        raise ComposeError(where, "must be a positive integer")
-    return value
-
-
-def _category(value: Any) -> str:
-    if value is None:
-        return CATEGORIES[0]
-    if value not in CATEGORIES:
-        raise ComposeError("category", "must be one of " + ", ".join(repr(c) for c in CATEGORIES))
-    return value
-
-
 def _query_options(request: Request) -> dict[str, Any]:
     """The JSON options of a raw submission, from its query string:
     `?category=marketing&campaign_id=7&list_id=3&tracking=opens,clicks` (`tracking=none`)."""
     query = request.query_params
-    options: dict[str, Any] = {}
-    if "category" in query:
-        options["category"] = query["category"]
-    for name in ("campaign_id", "list_id"):
-        if name in query:
-            value = query[name]
-            if not (value.isdigit() and len(value) < 20):
-                raise ComposeError(name, "must be a positive integer")
-            options[name] = int(value)
-    if "tracking" in query:
-        wanted = {w.strip() for w in query["tracking"].split(",") if w.strip()}
-        if not wanted <= {"opens", "clicks", "none"}:
-            raise ComposeError("tracking", "must be 'opens', 'clicks', 'opens,clicks' or 'none'")
-        options["tracking"] = {"opens": "opens" in wanted, "clicks": "clicks" in wanted}
-    return options
+    return options_from_text({name: query[name] for name in OPTION_NAMES if name in query})
 
 
 def _strip_bcc(body: bytes) -> bytes:
@@ -403,11 +377,7 @@ class Messages:
         if isinstance(obj, dict):
             obj = dict(obj)
             priority = _priority(obj.pop("priority", None), "priority")
-            options = {
-                k: obj.pop(k)
-                for k in ("tracking", "category", "campaign_id", "list_id")
-                if k in obj
-            }
+            options = {k: obj.pop(k) for k in OPTION_NAMES if k in obj}
         spec = MessageSpec.from_json(obj)
         message = compose(spec, self.policy.hostname)
         submission = await self.policy.prepare(
@@ -418,18 +388,7 @@ class Messages:
     async def _with_options(
         self, credential: Credential, submission: queue.Submission, options: dict[str, Any]
     ) -> queue.Submission:
-        """Category, campaign and list on the submission; tracking decided by the hook."""
-        submission = replace(
-            submission,
-            category=_category(options.get("category")),
-            campaign_id=_optional_id(options.get("campaign_id"), "campaign_id"),
-            list_id=_optional_id(options.get("list_id"), "list_id"),
-        )
-        if self.prepare is not None:
-            return await self.prepare(credential, options.get("tracking"), submission)
-        if options.get("tracking") is not None:
-            raise ComposeError("tracking", "tracking is not available on this server")
-        return submission
+        return await apply_options(credential, submission, options, self.prepare)
 
     async def _from_raw(
         self, request: Request, credential: Credential, body: bytes

@@ -41,3 +41,4 @@ S550_TRUSTED_NEEDS_SENDER = (
 S550_FROM_NOT_OWNED = "550 5.7.1 Sender domain {domain} is not a sending domain of this account"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server (limit {limit} bytes)"
 S554_BAD_HEADERS = "554 5.6.0 Message rejected: {reason}"
+S554_BAD_OPTION = "554 5.6.0 Bad X-Sendmill option: {reason}"

@@ -31,10 +31,17 @@ import asyncpg
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from mta import metrics, queue, replies
+from mta.compose import ComposeError
 from mta.config import Config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.inbound import store_inbound
 from mta.submission import MAX_LINE, BadAddress, RelayDenied, SubmissionError, SubmissionPolicy
+from mta.submission_options import (
+    SubmissionHook,
+    apply_options,
+    options_from_text,
+    pop_option_headers,
+)
 from mta.tls import ensure_self_signed, server_context, tls_paths
 from mta.verp import Verp, VerpError
 
@@ -71,6 +78,8 @@ def reply_for(exc: Exception) -> str:
     """The one place where a refusal or a failure becomes an SMTP reply."""
     if isinstance(exc, SubmissionError):
         return exc.smtp_reply
+    if isinstance(exc, ComposeError):  # a bad X-Sendmill-* option
+        return replies.S554_BAD_OPTION.format(reason=str(exc))
     if isinstance(exc, _UNAVAILABLE):
         log.warning("SMTP intake: database unavailable: %s", exc)
         return replies.S451_QUEUE_UNAVAILABLE
@@ -138,6 +147,7 @@ class SubmissionHandler:
         max_age: float,
         trusted_networks: tuple[str, ...] = (),
         accepts: Callable[[str], bool] | None = None,
+        prepare: SubmissionHook | None = None,
     ) -> None:
         self.listener = listener
         self._db = db
@@ -149,6 +159,7 @@ class SubmissionHandler:
         # Other addresses of the bounce domain someone takes mail for (the bounce processor's
         # complaint and mailto: unsubscribe addresses), besides VERP return paths.
         self._accepts = accepts
+        self._prepare = prepare
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, lines: list[str]
@@ -236,7 +247,11 @@ class SubmissionHandler:
         submission = await self._policy.prepare(
             session.auth_data, _sender(envelope.mail_from), list(envelope.rcpt_tos), content
         )
-        submission = dataclasses.replace(submission, body=trace + submission.body)
+        # X-Sendmill-* fields carry what HTTP clients send as options; they are not mail.
+        values, body = pop_option_headers(submission.body)
+        submission = dataclasses.replace(submission, body=trace + body)
+        options = options_from_text(values)
+        submission = await apply_options(session.auth_data, submission, options, self._prepare)
         queued = await queue.enqueue(self._db, submission, self._max_age)
         metrics.RECIPIENTS_QUEUED.labels("smtp").inc(len(queued))
         return queued_reply([q.id for q in queued])
@@ -466,6 +481,7 @@ class SmtpListeners:
         policy: SubmissionPolicy,
         verp: Verp,
         accepts: Callable[[str], bool] | None = None,
+        prepare: SubmissionHook | None = None,
     ) -> None:
         self._config = config
         self._db = db
@@ -473,6 +489,7 @@ class SmtpListeners:
         self._policy = policy
         self._verp = verp
         self._accepts = accepts
+        self._prepare = prepare
         self._servers: list[asyncio.Server] = []
         self.sessions = SessionTable()
         self.addresses: dict[str, tuple[str, int]] = {}  # listener name -> bound host, port
@@ -518,6 +535,7 @@ class SmtpListeners:
             self._config.delivery.max_age,
             self._config.smtp.trusted_networks,
             self._accepts,
+            self._prepare,
         )
         loop = asyncio.get_running_loop()
         factory = functools.partial(self._protocol, handler, context, loop)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import dkim
 import httpx
+import pytest
 
 from mta import credentials, tenants
 from mta.daemon import Daemon
@@ -287,3 +288,46 @@ async def test_raw_submissions_ask_for_tracking_in_the_query(
     assert f'href="{base}/c/' in html_part and f"{base}/o/" not in html_part  # clicks only
     assert msg["List-Unsubscribe"].startswith(f"<{base}/u/")
     assert await daemon.db.fetchval("SELECT list_id FROM messages") == 9
+
+
+async def test_smtp_submissions_ask_for_tracking_in_x_sendmill_fields(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    from email.message import EmailMessage
+
+    import aiosmtplib
+
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    company = await tenants.ensure_company(daemon.db, "acme")
+    login = await credentials.create_smtp_login(daemon.db, company, "newsletter")
+    raw = EmailMessage()
+    raw["From"] = f"news@{TEST_DOMAIN}"
+    raw["To"] = "ivy@dest.test"
+    raw["Subject"] = "Over SMTP"
+    raw["X-Sendmill-Category"] = "marketing"
+    raw["X-Sendmill-List-Id"] = "4"
+    raw["X-Sendmill-Tracking"] = "opens, clicks"
+    raw.set_content("plain")
+    raw.add_alternative('<p><a href="https://shop.example.com/smtp">smtp</a></p>', subtype="html")
+    host, port = daemon.config.smtp.listen.split(":")
+    async with aiosmtplib.SMTP(hostname=host, port=int(port), start_tls=False) as client:
+        await client.login(login.login, login.secret)
+        bad = raw.as_bytes().replace(b"X-Sendmill-List-Id: 4", b"X-Sendmill-List-Id: four")
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await client.sendmail(raw["From"], ["ivy@dest.test"], bad)
+        assert refused.value.code == 554 and "list_id" in refused.value.message
+        await client.sendmail(raw["From"], ["ivy@dest.test"], raw.as_bytes())
+    rid = await daemon.db.fetchval("SELECT id FROM recipients")
+    assert await _wait_state(daemon, rid) == "delivered"
+    assert (
+        await daemon.db.fetchval("SELECT category::text || list_id FROM messages") == "marketing4"
+    )
+    msg = email.message_from_bytes(mx.messages[0].data, policy=email.policy.default)
+    assert not [name for name in msg if name.lower().startswith("x-sendmill")]
+    html_part = msg.get_body(("html",)).get_content()
+    base = daemon.config.tracker.base_url
+    assert f'href="{base}/c/' in html_part and f"{base}/o/" in html_part
+    assert msg["List-Unsubscribe"].startswith(f"<{base}/u/")

@@ -53,7 +53,7 @@ def delivery_preparer(config: Config) -> DeliveryPreparer:
 
 
 def submission_preparer(config: Config, db: asyncpg.Pool) -> SubmissionPreparer:
-    """The HTTP API's submission hook."""
+    """The submission hook of both front ends (HTTP API and SMTP)."""
     return SubmissionPreparer(db, build_codec(config))
 
 
