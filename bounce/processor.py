@@ -144,9 +144,37 @@ class BounceProcessor:
     # --- inbound ------------------------------------------------------------------------
 
     async def process_once(self) -> int:
-        """Process one batch of inbound messages in one transaction; returns how many."""
+        """Process one batch of inbound messages in one transaction; returns how many. A batch
+        the database refuses is taken again one message at a time, and the message it chokes
+        on is set aside as unreadable: one hostile message never stops the others."""
+        try:
+            return await self._process(self._batch)
+        except asyncpg.DataError:
+            log.warning("bounce batch refused by the database; one message at a time")
+        done = 0
+        for _ in range(self._batch):
+            try:
+                n = await self._process(1)
+            except asyncpg.DataError as exc:
+                n = await self._set_aside(str(exc))
+            if not n:
+                break
+            done += n
+        return done
+
+    async def _set_aside(self, error: str) -> int:
         async with self._db.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(SQL["claim-inbound"], self._batch)
+            rows = await conn.fetch(SQL["claim-inbound"], 1)
+            ids = [r["id"] for r in rows]
+            await conn.execute(
+                SQL["mark-inbound-processed"], ids, ["unreadable"] * len(ids), [0] * len(ids),
+                [events.storable(error, 500)] * len(ids),
+            )  # fmt: skip
+        return len(rows)
+
+    async def _process(self, limit: int) -> int:
+        async with self._db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(SQL["claim-inbound"], limit)
             if not rows:
                 return 0
             recorded: list[BounceEvent] = []
@@ -161,6 +189,7 @@ class BounceProcessor:
                 metrics.INBOUND_REPORTS.labels(kind).inc()
             await events.record(conn, recorded)
             await policy.apply(conn, recorded)
+            errors = [events.storable(e, 500) for e in errors]
             await conn.execute(SQL["mark-inbound-processed"], ids, kinds, counts, errors)
         return len(rows)
 
@@ -178,11 +207,11 @@ class BounceProcessor:
         candidates = self._candidate_ids(row, report, body)
         rows = await self._rows(conn, candidates)
         if not rows and report.original.message_id:
-            rows = [
-                _Row(r["id"], r["company_id"], r["address"], None)
-                for r in await conn.fetch(SQL["recipients-of-message"], report.original.message_id)
+            message_id = events.storable(report.original.message_id, 998)
+            found_ids = [
+                r["id"] for r in await conn.fetch(SQL["recipients-of-message"], message_id)
             ]
-            rows = await self._rows(conn, [r.id for r in rows])
+            rows = await self._rows(conn, found_ids)
         source = "arf" if report.kind is ReportKind.COMPLAINT else "dsn"
         found = []
         for failed in report.recipients:

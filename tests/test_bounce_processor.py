@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import aiosmtplib
+import httpx
 import pytest
 
 from bounce.processor import BounceProcessor
@@ -94,6 +95,12 @@ async def test_a_dsn_to_the_verp_address_bounces_and_suppresses_the_recipient(
     (suppression,) = await list_suppressions(daemon.db)
     assert (suppression.address, suppression.reason) == ("alice@dest.test", "userunknown")
     assert "550 5.1.1 User unknown" in suppression.evidence
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        exposition = (await client.get("/metrics")).text
+    assert (
+        'sendmill_bounce_events_total{kind="bounced",reason="userunknown",source="dsn"}'
+        in exposition
+    )
 
     # The next message to her is never sent; lifting the suppression lets mail through again.
     await _submit(daemon, ["alice@dest.test"])
@@ -268,6 +275,25 @@ async def test_an_unreadable_message_is_kept_and_reported(
     kept = await daemon.db.fetchrow("SELECT body, processed_at FROM inbound_messages")
     assert b"would call a report" in kept["body"] and kept["processed_at"] is not None
     assert await daemon.db.fetchval("SELECT count(*) FROM bounce_events") == 0
+
+
+async def test_nul_bytes_and_undecodable_headers_do_not_stop_processing(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "hank@dest.test")
+    verp = _verp(daemon, row["id"])
+    hostile = (
+        _dsn(verp, "hank@dest.test", "5.1.1", "550 5.1.1 no\x00such user MARK")
+        .replace(b"MARK", b"\xff\xfe")
+        .replace(b"Subject: Undelivered", b"Subject: \xff\x00Undelivered")
+    )
+    await _send_to_bounce_listener(daemon, verp, hostile)
+    await _send_to_bounce_listener(daemon, verp, _dsn(verp, "hank@dest.test", "5.1.1", "550 x"))
+    reports = await _wait_processed(daemon, 2)
+    assert [r["kind"] for r in reports] == ["bounce", "bounce"]
+    diagnostics = [r["diagnostic"] for r in await daemon.db.fetch("SELECT * FROM bounce_events")]
+    assert len(diagnostics) == 2 and "\x00" not in diagnostics[0]
 
 
 async def test_a_refusal_during_delivery_goes_through_the_same_classifier_and_policy(
