@@ -30,7 +30,7 @@ from bounce import events, metrics, policy
 from bounce.classify import Classifier, default_classifier
 from bounce.events import BounceEvent, EventKind
 from bounce.parse import parse_message
-from bounce.reasons import Reason, Report, ReportKind
+from bounce.reasons import REPUTATION_REASONS, Reason, Report, ReportKind
 from mta.queries import Queries
 from mta.queue import Outcome, RecipientState
 from mta.verp import Verp, VerpError
@@ -301,9 +301,11 @@ class BounceProcessor:
 
     # --- synchronous replies (the delivery engine's outcome observer) --------------------
 
-    async def observe_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+    async def observe_outcomes(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record bounced and deferred delivery outcomes and apply the policy: called by the
-        delivery engine after each batch of outcomes is written, off its hot path."""
+        delivery engine after each batch of outcomes is written, off its hot path. Returns the
+        recipient domains that refused us for reputation or policy with a 5xx (4xx replies
+        already slow a site down): the engine slows their sites down too."""
         failed = [
             o
             for o in outcomes
@@ -311,7 +313,7 @@ class BounceProcessor:
             and o.state in (RecipientState.BOUNCED, RecipientState.DEFERRED, RecipientState.EXPIRED)
         ]
         if not failed:
-            return
+            return set()
         async with self._db.acquire() as conn, conn.transaction():
             rows = {r.id: r for r in await self._rows(conn, [o.recipient_id for o in failed])}
             recorded = []
@@ -328,6 +330,11 @@ class BounceProcessor:
                 recorded.append(event)
             await events.record(conn, recorded)
             await policy.apply(conn, recorded)
+        return {
+            e.domain
+            for e, o in zip(recorded, failed, strict=True)
+            if e.reason in REPUTATION_REASONS and (o.code or 0) >= 500 and e.domain
+        }
 
 
 @functools.lru_cache(maxsize=4096)

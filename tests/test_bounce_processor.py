@@ -353,3 +353,28 @@ async def test_two_processors_share_the_inbound_queue_without_double_processing(
     assert await pool.fetchval("SELECT count(*) FROM bounce_events") == 60
     assert await pool.fetchval("SELECT count(DISTINCT recipient_id) FROM bounce_events") == 60
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 60
+
+
+async def test_a_reputation_refusal_during_delivery_slows_the_site_and_suppresses_nobody(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, mx = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    text = "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+    mx.fail_rcpt["judy@dest.test"] = (554, text)
+
+    async def slowed_sites() -> float:
+        async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+            exposition = (await client.get("/metrics")).text
+        line = next(x for x in exposition.splitlines() if x.startswith("sendmill_sites_slowed "))
+        return float(line.split()[1])
+
+    before = await slowed_sites()
+    await _submit(daemon, ["judy@dest.test"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and await slowed_sites() == before:
+        await asyncio.sleep(0.1)
+    assert await slowed_sites() == before + 1
+    event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
+    assert (event["reason"], event["source"]) == ("blocked", "smtp")
+    assert await list_suppressions(daemon.db) == []
+    assert await daemon.db.fetchval("SELECT count FROM bounce_signals") == 1
