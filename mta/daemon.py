@@ -228,17 +228,19 @@ class Daemon:
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
             prepare=submission_preparer(config, db),
-            mounts=self._webhook_routes(),
+            mounts=self._bounce_routes(credentials),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:
             self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
-    def _webhook_routes(self) -> list:
-        """The bounce package's provider webhooks, mounted at /webhooks on the HTTP API."""
+    def _bounce_routes(self, credentials: CredentialStore) -> list:
+        """The bounce package's routes on the HTTP API: provider webhooks at /webhooks, and
+        suppressions (review, lift) at /api/v1/suppressions."""
         from starlette.routing import Mount
 
+        from bounce.api import SuppressionsApi
         from bounce.webhooks import Webhooks, WebhookSecrets
 
         b = self.config.bounce
@@ -249,7 +251,10 @@ class Daemon:
             b.webhook_mailgun_signing_key,
             b.webhook_postmark_credentials,
         )
-        return [Mount("/webhooks", routes=Webhooks(self.db, secrets).routes)]
+        return [
+            Mount("/webhooks", routes=Webhooks(self.db, secrets).routes),
+            *SuppressionsApi(self.db, credentials).routes,
+        ]
 
     async def _sample_queue(self) -> None:
         """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""
