@@ -80,6 +80,9 @@ class BounceProcessor:
         self._verp = verp
         self._unsubscribe = unsubscribe_verp
         self._mailto_decoder = mailto_decoder
+        # Told the recipient domains whose DSNs say they refused our reputation: the daemon
+        # slows down the delivery engines it runs in this process (set after they start).
+        self.on_reputation: Callable[[str], None] | None = None
         self._complaint_parts = frozenset(p.lower() for p in complaint_local_parts)
         self._classifier = classifier or default_classifier()
         self._batch = batch_size
@@ -189,6 +192,9 @@ class BounceProcessor:
                 metrics.INBOUND_REPORTS.labels(kind).inc()
             await events.record(conn, recorded)
             await policy.apply(conn, recorded)
+            if self.on_reputation is not None:
+                for domain in {e.domain for e in recorded if _slows_site(e)}:
+                    self.on_reputation(domain)
             errors = [events.storable(e, 500) for e in errors]
             await conn.execute(SQL["mark-inbound-processed"], ids, kinds, counts, errors)
         return len(rows)
@@ -335,6 +341,10 @@ class BounceProcessor:
             for e, o in zip(recorded, failed, strict=True)
             if e.reason in REPUTATION_REASONS and (o.code or 0) >= 500 and e.domain
         }
+
+
+def _slows_site(e: BounceEvent) -> bool:
+    return e.kind is EventKind.BOUNCED and e.reason in REPUTATION_REASONS and bool(e.domain)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -199,6 +199,9 @@ class Daemon:
         await self._start_intake()
         await self._start_tracker()
         await self._start_delivery()
+        if self.bounce is not None and self.engines:
+            # DSNs that report a reputation refusal slow the site down like a 421 would.
+            self.bounce.on_reputation = self._slow_down_site  # type: ignore[attr-defined]
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
 
@@ -234,6 +237,10 @@ class Daemon:
         if config.control.listen:
             self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
+
+    def _slow_down_site(self, domain: str) -> None:
+        for engine in self.engines:
+            engine.slow_down(domain)
 
     def _bounce_routes(self, credentials: CredentialStore) -> list:
         """The bounce package's routes on the HTTP API: provider webhooks at /webhooks, and

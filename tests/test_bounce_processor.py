@@ -61,6 +61,14 @@ async def _wait_processed(daemon, count: int, timeout: float = 10) -> list[dict]
         await asyncio.sleep(0.05)
 
 
+async def _slowed_sites(daemon) -> float:
+    """The sites-slowed gauge on /metrics."""
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        exposition = (await client.get("/metrics")).text
+    line = next(x for x in exposition.splitlines() if x.startswith("sendmill_sites_slowed "))
+    return float(line.split()[1])
+
+
 def _dsn(verp: str, recipient: str, status: str, diagnostic: str, message_id: str = "") -> bytes:
     headers = f"Message-ID: {message_id}\r\n" if message_id else ""
     return (
@@ -149,11 +157,13 @@ async def test_reputation_refusals_raise_a_signal_and_never_suppress(
 ):
     daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
     row = await _delivered(daemon, "carol@dest.test")
+    before = await _slowed_sites(daemon)
     verp = _verp(daemon, row["id"])
     text = "554 5.7.1 Service unavailable; Client host [192.0.2.9] blocked using zen.spamhaus.org"
     await _send_to_bounce_listener(daemon, verp, _dsn(verp, "carol@dest.test", "5.7.1", text))
     await _wait_processed(daemon, 1)
     assert await list_suppressions(daemon.db) == []
+    assert await _slowed_sites(daemon) == before + 1  # as a 421 would have
     signal = await daemon.db.fetchrow("SELECT * FROM bounce_signals")
     assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 1)
     assert "spamhaus" in signal["last_evidence"]
@@ -362,18 +372,12 @@ async def test_a_reputation_refusal_during_delivery_slows_the_site_and_suppresse
     text = "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
     mx.fail_rcpt["judy@dest.test"] = (554, text)
 
-    async def slowed_sites() -> float:
-        async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
-            exposition = (await client.get("/metrics")).text
-        line = next(x for x in exposition.splitlines() if x.startswith("sendmill_sites_slowed "))
-        return float(line.split()[1])
-
-    before = await slowed_sites()
+    before = await _slowed_sites(daemon)
     await _submit(daemon, ["judy@dest.test"])
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and await slowed_sites() == before:
+    while time.monotonic() < deadline and await _slowed_sites(daemon) == before:
         await asyncio.sleep(0.1)
-    assert await slowed_sites() == before + 1
+    assert await _slowed_sites(daemon) == before + 1
     event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
     assert (event["reason"], event["source"]) == ("blocked", "smtp")
     assert await list_suppressions(daemon.db) == []
