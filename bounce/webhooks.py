@@ -278,15 +278,15 @@ def mailgun_notices(data: dict[str, Any]) -> list[Notice]:
 
 _POSTMARK_TYPES = {
     "hardbounce": (Reason.USERUNKNOWN, True),
-    "softbounce": (Reason.MAILBOXFULL, False),
+    "softbounce": (None, False),  # "unable to temporarily deliver": the text may say why
     "dnserror": (Reason.HOSTUNKNOWN, True),
     "spamnotification": (Reason.SPAMDETECTED, False),
     "blocked": (Reason.BLOCKED, False),
     "autoresponder": (Reason.VACATION, None),
     "addresschange": (Reason.HASMOVED, True),
     "manuallydeactivated": (Reason.SUSPEND, False),
-    "badEmailaddress".lower(): (Reason.USERUNKNOWN, True),
-    "inboundError".lower(): (Reason.SYSTEMERROR, False),
+    "bademailaddress": (Reason.USERUNKNOWN, True),
+    "inbounderror": (Reason.SYSTEMERROR, False),
 }
 
 
