@@ -9,6 +9,7 @@ reported as UNREADABLE with reason `undefined`: the processor keeps it, it is ne
 from __future__ import annotations
 
 import email
+import html
 import re
 from email.header import decode_header, make_header
 from email.message import Message
@@ -24,6 +25,9 @@ _MAILBOX_REASONS = frozenset(
 )
 _NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _TAG_RE = re.compile(r"<[^>]*>")
+# Tags that end a line or a paragraph: kept as line breaks so prose keeps its paragraphs.
+_BREAK_RE = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*>", re.I)
+_SCRIPT_RE = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.I | re.S)
 _HEADER_IN_TEXT_RE = re.compile(
     r"^(message-id|return-path|to|subject)[ \t]*:[ \t]*(.+)$", re.I | re.M
 )
@@ -37,6 +41,13 @@ def parse_message(raw: bytes, classifier: Classifier | None = None) -> Report:
         return _Parser(raw, classifier).report()
     except Exception as exc:  # hostile input must never stop the processor
         return unreadable(f"{type(exc).__name__}: {exc}")
+
+
+def html_text(markup: str) -> str:
+    """The text of an HTML bounce (some providers send no text/plain part), line breaks kept."""
+    markup = _SCRIPT_RE.sub(" ", markup)
+    markup = _BREAK_RE.sub("\n\n", markup)
+    return html.unescape(_TAG_RE.sub(" ", markup))
 
 
 def unreadable(error: str) -> Report:
@@ -104,7 +115,7 @@ class _Parser:
         elif ctype == "text/plain" and not part.get_filename():
             self.texts.append(dsn.part_text(part))
         elif ctype == "text/html" and not part.get_filename():
-            self.html.append(_TAG_RE.sub(" ", dsn.part_text(part)))
+            self.html.append(html_text(dsn.part_text(part)))
 
     # --- the questions ------------------------------------------------------------------
 
