@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import html
 import re
+from collections.abc import Callable
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
@@ -189,24 +190,38 @@ class _Parser:
             return None  # an empty delivery-status part: read the prose instead
         if not failed:
             return Report(ReportKind.BOUNCE, [], original)  # a success or relay notice
-        by_text = {
-            t.recipient: t.diagnostic
-            for t in heuristics.recipients_in_text(human, self._exclusions(original))
-        }
+        found_in_text: dict[str, str] | None = None
+
+        def in_text() -> dict[str, str]:  # the prose is read only when a field is missing
+            nonlocal found_in_text
+            if found_in_text is None:
+                found = heuristics.recipients_in_text(human, self._exclusions(original))
+                found_in_text = {t.recipient: t.diagnostic for t in found}
+            return found_in_text
+
         out = []
         for r in failed:
-            recipient = r.recipient or next(iter(by_text), "") or dsn.first_address(original.to)
-            text = by_text.get(recipient, "")
-            diagnostic = r.diagnostic or dsn.fold(text) or dsn.fold(human[:1500])
-            out.append(self._classified(recipient, r, diagnostic, text or human[:1500]))
+            recipient = r.recipient or next(iter(in_text()), "") or dsn.first_address(original.to)
+            if r.diagnostic:
+                diagnostic = r.diagnostic
+            else:
+                diagnostic = dsn.fold(in_text().get(recipient, "")) or dsn.fold(human[:1500])
+
+            def more(recipient: str = recipient) -> str:
+                return in_text().get(recipient, "") or human[:1500]
+
+            out.append(self._classified(recipient, r, diagnostic, more))
         return Report(ReportKind.BOUNCE, out, original)
 
     def _classified(
-        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: str
+        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: Callable[[], str]
     ) -> FailedRecipient:
+        """Classify one recipient; `more` gives the text around it when its own says nothing."""
         c = self.classifier.classify(r.status, diagnostic, r.action)
-        if c.reason in (Reason.ONHOLD, Reason.UNDEFINED) and more:
-            c = self.classifier.classify(r.status, f"{diagnostic} {more}", r.action)
+        if c.reason in (Reason.ONHOLD, Reason.UNDEFINED):
+            extra = more()
+            if extra:
+                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action)
         local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
         if local_program and c.reason not in _MAILBOX_REASONS:
             # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
@@ -239,7 +254,9 @@ class _Parser:
         out = []
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
-            out.append(self._classified(t.recipient, r, dsn.fold(t.diagnostic), human[:1500]))
+            out.append(
+                self._classified(t.recipient, r, dsn.fold(t.diagnostic), lambda: human[:1500])
+            )
         return Report(ReportKind.BOUNCE, out, original)
 
     def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:
