@@ -139,6 +139,9 @@ class BounceProcessor:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("bounce processing failed (%s); retrying", exc)
                 done = 0
+            except Exception:  # a bug must not end processing for the life of the daemon
+                log.exception("bounce processing failed; retrying")
+                done = 0
             if done < self._batch:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
