@@ -43,7 +43,13 @@ def test_bounce_parse_reports_a_missing_file(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["bounce", "parse"], ["suppressions", "list"], ["suppressions", "lift"]]
+    "argv",
+    [
+        ["bounce", "parse"],
+        ["bounce", "signals"],
+        ["suppressions", "list"],
+        ["suppressions", "lift"],
+    ],
 )
 def test_every_bounce_command_has_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -73,6 +79,15 @@ async def test_suppressions_list_and_lift(
     assert await asyncio.to_thread(main, args) == 0
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0
     assert await asyncio.to_thread(main, args) == 1  # nothing left to lift
+    capsys.readouterr()
+    await pool.execute(
+        "INSERT INTO bounce_signals (domain, reason, count, last_evidence)"
+        " VALUES ('dest.test', 'blocked', 4, '554 5.7.1 blocked using zen.spamhaus.org')"
+    )
+    signals = ["bounce", "signals", "--config", config, "--json"]
+    assert await asyncio.to_thread(main, signals) == 0
+    (signal,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 4)
 
 
 async def test_suppressions_over_the_http_api_are_scoped_to_the_keys_company(
