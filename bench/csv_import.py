@@ -65,7 +65,7 @@ def run(rows: int, *, trace_memory: bool) -> dict[str, float | int | None]:
         tracemalloc.stop()
     print(f"rows: {rows:,} ({valid:,} valid, {invalid:,} with errors), {bytes_read / 1e6:.1f} MB")
     rate, mb_rate = rows / elapsed, bytes_read / 1e6 / elapsed
-    print(f"time: {elapsed:.2f} s, {rate:,.0f} rows/s, {mb_rate:.1f} MB/s")
+    print(f"time: {elapsed:.2f} s, {rate:,.0f} rows/s, {mb_rate:.1f} MB/s (generation included)")
     if peak is not None:
         print(f"peak traced memory: {peak:.1f} MB")
     return {

@@ -2,16 +2,19 @@
 
 Pure code: no I/O, no clock. Functions take the current time (`now`, an aware datetime) and
 small frozen dataclasses, and either return a new value or raise a specific exception that the
-HTTP layer maps to a status code (`TransitionNotAllowed` and `ApprovalRequired` → 409,
-`ApprovalPermissionDenied` and `SelfApprovalRefused` → 403, `ScheduleRejected` → 422).
+HTTP layer maps to a status code (`TransitionNotAllowed`, `ApprovalRequired` and
+`NotPendingApproval` → 409, `ApprovalPermissionDenied` and `SelfApprovalRefused` → 403,
+`ScheduleRejected`, `RejectionReasonMissing` and `SettingsError` → 422). Every one is a
+`CampaignRuleError` with an `error_code` and JSON-ready `details` for the error body.
 
 Status (blueprint §6.3 "draft → scheduled → sent → completed", with paused and cancelled):
 
-    draft ──► scheduled ──► sending ──► sent ──► completed
-      │  ◄──────┘  │  ▲        │  ▲
-      │            ▼  │        ▼  │
-      │           paused ◄─────┘──┘          (paused resumes to scheduled or sending)
-      └──────► cancelled ◄── scheduled, sending, paused
+    draft      → scheduled, sending (send now), cancelled
+    scheduled  → sending, draft (unschedule), paused, cancelled
+    sending    → sent, paused, cancelled
+    paused     → scheduled, sending (resume), cancelled
+    sent       → completed
+    completed, cancelled: final
 
 `TRANSITIONS` is the only list of allowed moves; `transition()` enforces it and the approval
 gate: a campaign that needs approval cannot enter `scheduled` or `sending` until approved.
@@ -56,6 +59,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRequired",
     "ApprovalStatus",
+    "CampaignRuleError",
     "CampaignStatus",
     "NotPendingApproval",
     "RejectionReasonMissing",
@@ -115,8 +119,21 @@ TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
 _GATED: frozenset[CampaignStatus] = frozenset({_S.SCHEDULED, _S.SENDING})
 
 
-class TransitionNotAllowed(Exception):
+class CampaignRuleError(Exception):
+    """Base of this module's refusals: a stable `error_code` and JSON-ready `details` for the
+    API's error body `{"error_code", "message", "details"}`."""
+
+    error_code = "campaign_rule"
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class TransitionNotAllowed(CampaignRuleError):
     """A status change not in `TRANSITIONS` (HTTP 409 listing `allowed`)."""
+
+    error_code = "transition_not_allowed"
 
     def __init__(self, current: CampaignStatus, target: CampaignStatus) -> None:
         self.current = current
@@ -127,9 +144,19 @@ class TransitionNotAllowed(Exception):
             f"a {current} campaign cannot become {target}; allowed from {current}: {allowed}"
         )
 
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "current": str(self.current),
+            "target": str(self.target),
+            "allowed": [str(s) for s in self.allowed],
+        }
 
-class ApprovalRequired(Exception):
+
+class ApprovalRequired(CampaignRuleError):
     """Scheduling or sending a campaign that needs approval and is not approved (HTTP 409)."""
+
+    error_code = "approval_required"
 
     def __init__(self, status: ApprovalStatus, reason: str | None = None) -> None:
         self.status = status
@@ -139,6 +166,10 @@ class ApprovalRequired(Exception):
         else:
             message = "the campaign needs approval before it can be scheduled or sent"
         super().__init__(message)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"approval_status": str(self.status), "rejection_reason": self.rejection_reason}
 
 
 def allowed_transitions(current: CampaignStatus) -> tuple[CampaignStatus, ...]:
@@ -218,20 +249,28 @@ class ApprovalPolicy:
         return cls(required=required, audience_threshold=threshold)
 
 
-class ApprovalError(Exception):
+class ApprovalError(CampaignRuleError):
     """An approval or rejection that is not allowed."""
+
+    error_code = "approval_refused"
 
 
 class ApprovalPermissionDenied(ApprovalError):
     """The user lacks the `approve` permission (HTTP 403)."""
 
+    error_code = "approval_permission_denied"
+
 
 class SelfApprovalRefused(ApprovalError):
     """The campaign's creator tried to approve or reject it (HTTP 403): four eyes."""
 
+    error_code = "self_approval_refused"
+
 
 class NotPendingApproval(ApprovalError):
     """The campaign is not waiting for a decision (HTTP 409)."""
+
+    error_code = "not_pending_approval"
 
     def __init__(self, status: ApprovalStatus) -> None:
         self.status = status
@@ -240,6 +279,8 @@ class NotPendingApproval(ApprovalError):
 
 class RejectionReasonMissing(ApprovalError):
     """A rejection without a reason (HTTP 422)."""
+
+    error_code = "rejection_reason_missing"
 
 
 def needs_approval(policy: ApprovalPolicy, audience_size: int) -> bool:
@@ -325,8 +366,10 @@ def approval_after_edit(approval: Approval, policy: ApprovalPolicy, audience_siz
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class SettingsError(ValueError):
+class SettingsError(CampaignRuleError, ValueError):
     """A company settings document with a wrong key or value (the API refuses it with 422)."""
+
+    error_code = "invalid_settings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,12 +460,23 @@ class ScheduleProblem:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-class ScheduleRejected(Exception):
+class ScheduleRejected(CampaignRuleError):
     """A send time that breaks one or more schedule rules (HTTP 422 listing `problems`)."""
+
+    error_code = "schedule_rejected"
 
     def __init__(self, problems: list[ScheduleProblem]) -> None:
         self.problems = problems
         super().__init__("; ".join(p.message for p in problems))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "problems": [
+                {"code": p.code, "message": p.message, "details": dict(p.details)}
+                for p in self.problems
+            ]
+        }
 
 
 def local_day_bounds(moment: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:

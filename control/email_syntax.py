@@ -65,10 +65,10 @@ def _slow_path(address: str) -> str:
         raise AddressError("nothing after the @")
     if "@" in local:
         raise AddressError("the address has more than one @")
-    if any(c.isspace() for c in address):
-        raise AddressError("the address contains a space")
     if local.startswith('"'):
         raise AddressError("quoted local parts are not accepted")
+    if any(c.isspace() for c in address):
+        raise AddressError("the address contains a space")
     if not local.isascii():
         raise AddressError("non-ASCII characters before the @ (needs SMTPUTF8, not supported)")
     if len(local) > _MAX_LOCAL:

@@ -48,6 +48,10 @@ _COSMETIC_CODES = frozenset(
     }
 )
 
+_LEGACY_DOCTYPE = re.compile(
+    r'\s*<!DOCTYPE\s+html\s+PUBLIC\s+"-//W3C//DTD (?:XHTML 1\.[01]|HTML 4\.01)[^"]*"',
+    re.IGNORECASE,
+)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|mso-hide\s*:\s*all", re.IGNORECASE)
 _NOT_RENDERED = frozenset({"head", "style", "script", "title", "template", "noscript"})
 
@@ -155,14 +159,12 @@ def parse_html(source: str) -> HtmlDocument:
     """Parse `source` as HTML; never raises on any input."""
     parser = html5lib.HTMLParser(namespaceHTMLElements=False)
     root = parser.parse(source)
+    legacy_doctype = bool(_LEGACY_DOCTYPE.match(source))
     problems = tuple(
-        ParseProblem(
-            line=line,
-            column=column,
-            code=code,
-            message=_message(code, data),
-        )
+        ParseProblem(line=line, column=column, code=code, message=_message(code, data))
         for (line, column), code, data in parser.errors
+        # HTML 4.01 and XHTML 1.x doctypes are the email norm and still permitted (HTML §13.1.1).
+        if not (code == "unknown-doctype" and legacy_doctype)
     )
     return HtmlDocument(source=source, root=root, problems=problems)
 

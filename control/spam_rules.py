@@ -87,7 +87,13 @@ class SpamRule:
 
 # --- measures ------------------------------------------------------------------------------------
 
-_URLISH = re.compile(r"(?:https?://)?((?:[a-z0-9-]+\.)+[a-z]{2,})(?:[/:?#]\S*)?", re.IGNORECASE)
+# Link text that shows an address: a scheme or "www." in front, or a path behind, so that words
+# such as "Node.js" or "ASP.NET" are not taken for domains.
+_URLISH = re.compile(
+    r"(?:https?://|www\.)((?:[a-z0-9-]+\.)+[a-z]{2,})(?:[/:?#]\S*)?"
+    r"|((?:[a-z0-9-]+\.)+[a-z]{2,})[/:?#]\S*",
+    re.IGNORECASE,
+)
 _DOLLARS = re.compile(r"\$\s?\d")
 
 
@@ -116,7 +122,8 @@ def _link_text_mismatch(message: SpamInput) -> str | None:
         target = _host(href)
         if not shown or not target:
             continue
-        if _registered(shown.group(1).lower()) != _registered(target):
+        shown_host = (shown.group(1) or shown.group(2)).lower()
+        if _registered(shown_host) != _registered(target):
             return f"link text {text.strip()!r} goes to {target}"
     return None
 

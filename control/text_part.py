@@ -2,8 +2,9 @@
 
 Readable as mail, not as markdown:
 - links as `text (url)`; a link whose text is its own URL prints the URL once; `#` and
-  `javascript:` links print their text only; placeholders such as `{{ unsubscribe_url }}` stay
-  as written, so the campaign engine fills them in the text part as in the HTML;
+  `javascript:` links print their text only; placeholders such as `{{ unsubscribe_url }}` stay,
+  written without inner spaces (`{{unsubscribe_url}}`) so that line wrapping never splits one,
+  and the campaign engine fills them in the text part as in the HTML;
 - headings on their own lines, `h1` underlined with `=`, `h2` with `-`;
 - lists as `- item` and `1. item`, nested lists indented;
 - `<br>` breaks a line, paragraphs and blocks are separated by one blank line, table rows are
@@ -16,10 +17,12 @@ Readable as mail, not as markdown:
 
 from __future__ import annotations
 
+import re
 import textwrap
 import xml.etree.ElementTree as ET
 
 from control.html_document import HtmlDocument, is_hidden, parse_html
+from control.placeholders import PLACEHOLDER
 
 __all__ = ["WRAP_WIDTH", "html_to_text"]
 
@@ -58,6 +61,10 @@ _PARAGRAPHS = frozenset({"p", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul",
 _HEADINGS = {"h1": "=", "h2": "-", "h3": "", "h4": "", "h5": "", "h6": ""}
 
 
+def _tight_placeholder(match: re.Match[str]) -> str:
+    return "{{" + match.group("name") + "}}"
+
+
 class _Writer:
     """Accumulates inline text and flushes it as wrapped, prefixed lines."""
 
@@ -80,7 +87,8 @@ class _Writer:
             if raw.strip():
                 self._emit([c.rstrip() for c in chunks], wrap=False)
             return
-        text = " ".join(raw.split())
+        # Placeholders lose their inner spaces so that wrapping cannot split one in two.
+        text = PLACEHOLDER.sub(_tight_placeholder, " ".join(raw.split()))
         if not text:
             return
         self._emit([text], wrap=True)

@@ -190,7 +190,7 @@ class TrackerConfig:
     previous_secret: str | None = None
     processes: int = 1
     trust_forwarded_for: bool = False
-    buffer_size: int = 100_000
+    buffer_size: int = 500_000
     batch_size: int = 500
     flush_interval: float = 0.1
     unsubscribe_mailto: bool = False

@@ -18,6 +18,7 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import idna
 
 NEGATIVE_TTL = 60.0  # how long "no such domain" / "no records" is remembered
 
@@ -49,11 +50,15 @@ class MxResult:
 
 
 def to_ascii(domain: str) -> str:
-    """Lower-case, no trailing dot, IDNA-encoded."""
+    """Lower-case, no trailing dot, IDNA-encoded the way mail software does today: IDNA 2008
+    with UTS #46 mapping, non-transitional (`straße.de` is `xn--strae-oqa.de`, not the
+    `strasse.de` of Python's IDNA 2003 codec). A name IDNA refuses is returned lower-cased."""
     domain = domain.strip().rstrip(".").lower()
+    if domain.isascii():  # the common case, and A-labels (xn--) as they are
+        return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
         return domain
 
 

@@ -287,6 +287,27 @@ def _category(value: Any) -> str:
     return value
 
 
+def _query_options(request: Request) -> dict[str, Any]:
+    """The JSON options of a raw submission, from its query string:
+    `?category=marketing&campaign_id=7&list_id=3&tracking=opens,clicks` (`tracking=none`)."""
+    query = request.query_params
+    options: dict[str, Any] = {}
+    if "category" in query:
+        options["category"] = query["category"]
+    for name in ("campaign_id", "list_id"):
+        if name in query:
+            value = query[name]
+            if not (value.isdigit() and len(value) < 20):
+                raise ComposeError(name, "must be a positive integer")
+            options[name] = int(value)
+    if "tracking" in query:
+        wanted = {w.strip() for w in query["tracking"].split(",") if w.strip()}
+        if not wanted <= {"opens", "clicks", "none"}:
+            raise ComposeError("tracking", "must be 'opens', 'clicks', 'opens,clicks' or 'none'")
+        options["tracking"] = {"opens": "opens" in wanted, "clicks": "clicks" in wanted}
+    return options
+
+
 def _strip_bcc(body: bytes) -> bytes:
     """Remove Bcc header fields (and their continuation lines) from a raw message's header."""
     head, separator, rest = body.partition(b"\r\n\r\n")
@@ -394,6 +415,12 @@ class Messages:
         submission = await self.policy.prepare(
             credential, spec.from_.email, spec.recipients, message, priority=priority
         )
+        return await self._with_options(credential, submission, options)
+
+    async def _with_options(
+        self, credential: Credential, submission: queue.Submission, options: dict[str, Any]
+    ) -> queue.Submission:
+        """Category, campaign and list on the submission; tracking decided by the hook."""
         submission = replace(
             submission,
             category=_category(options.get("category")),
@@ -410,12 +437,16 @@ class Messages:
         self, request: Request, credential: Credential, body: bytes
     ) -> queue.Submission:
         priority = _priority(request.query_params.get("priority"), "priority")
+        options = _query_options(request)
         body = normalise_line_endings(body)
         recipients = request.query_params.getlist("to") or _header_recipients(body)
         # Bcc is for the envelope only (RFC 5322 §3.6.3); Postfix removes it the same way.
         body = _strip_bcc(body)
         mail_from = request.query_params.get("from", "")
-        return await self.policy.prepare(credential, mail_from, recipients, body, priority=priority)
+        submission = await self.policy.prepare(
+            credential, mail_from, recipients, body, priority=priority
+        )
+        return await self._with_options(credential, submission, options)
 
     async def recipient(self, request: Request) -> Response:
         credential = await authenticate(request, self.credentials)

@@ -76,6 +76,13 @@ def test_every_other_transition_is_refused_with_the_allowed_targets(current: S, 
     assert f"cannot become {target}" in str(caught.value)
 
 
+def test_a_refused_transition_carries_the_error_body_details() -> None:
+    with pytest.raises(TransitionNotAllowed) as caught:
+        transition(S.SENT, S.DRAFT)
+    assert caught.value.error_code == "transition_not_allowed"
+    assert caught.value.details == {"current": "sent", "target": "draft", "allowed": ["completed"]}
+
+
 @pytest.mark.parametrize("final", [S.COMPLETED, S.CANCELLED])
 def test_final_states_say_so(final: S) -> None:
     with pytest.raises(TransitionNotAllowed, match="none: it is final"):
@@ -291,6 +298,9 @@ def test_outside_window_names_the_window_and_the_next_opening() -> None:
     assert "mon-fri 08:00-20:00" in problem.message and "Europe/Paris" in problem.message
     # Next opening: Monday 30 Nov 08:00 Paris = 07:00 UTC.
     assert problem.details["next_opening"] == "2026-11-30T07:00:00+00:00"
+    assert caught.value.error_code == "schedule_rejected"
+    (body,) = caught.value.details["problems"]
+    assert body["code"] == "outside_window" and body["details"]["timezone"] == "Europe/Paris"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -16,13 +18,13 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from control import placeholders
 from control.content_checks import (
     GMAIL_CLIP_BYTES,
+    MAX_HTML_BYTES,
     CheckId,
     EmailContent,
     Severity,
@@ -325,6 +327,14 @@ def test_html_over_102_kb_is_warned_of_gmail_clipping(padding: int, warned: bool
         assert found[0][0] is Severity.WARNING and "Gmail clips" in found[0][1]
 
 
+def test_html_over_1_mb_is_refused_unparsed() -> None:
+    started = time.monotonic()
+    report = check_content_sync(EmailContent(subject="x", html=email("<p>" + "x" * MAX_HTML_BYTES)))
+    ((result,),) = [report.by_check(CheckId.HTML_SIZE)]
+    assert result.severity is Severity.ERROR and "over 1024 KB" in result.message
+    assert report.by_check(CheckId.HTML_PARSE) == () and time.monotonic() - started < 1
+
+
 def test_exactly_102_kb_is_not_clipped() -> None:
     base = email("<p></p>")
     html = email("<p>" + "x" * (GMAIL_CLIP_BYTES - len(base.encode())) + "</p>")
@@ -362,8 +372,9 @@ def test_exactly_102_kb_is_not_clipped() -> None:
         ("<blockquote>Quoted</blockquote>", "> Quoted"),
         (
             '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
-            "Unsubscribe ({{ unsubscribe_url }})",
+            "Unsubscribe ({{unsubscribe_url}})",
         ),
+        ("<p>Hi {{ First_Name }}</p>", "Hi {{First_Name}}"),
         ("<pre>  a\n   b</pre>", "  a\n   b"),
         ("<p>a  \n\t b</p>", "a b"),
     ],
@@ -379,6 +390,39 @@ def test_long_paragraphs_wrap_at_78_without_breaking_urls() -> None:
     assert f"({url})" in text
 
 
+def test_wrapping_never_splits_a_placeholder() -> None:
+    for padding in range(60, 80):
+        text = html_to_text(f'<p>{"x" * padding} <a href="{{{{ unsubscribe_url }}}}">Leave</a></p>')
+        assert placeholders.find(text) == ["unsubscribe_url"], text
+
+
+CLASSIC = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"
+ "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml" xmlns:o="urn:schemas-microsoft-com:office:office">
+<head><meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+<meta name="viewport" content="width=device-width, initial-scale=1.0" /><title>News</title>
+<!--[if gte mso 9]><xml><o:OfficeDocumentSettings><o:AllowPNG/></o:OfficeDocumentSettings>
+</xml><![endif]-->
+<style type="text/css">@media screen and (max-width: 600px) { .c { width: 100% !important; } }
+</style></head>
+<body bgcolor="#ffffff"><center>
+<table border="0" cellpadding="0" cellspacing="0" width="600" class="c">
+<tr><td><font face="Arial">Hello {{ first_name }},<br />This month we have new boots, jackets
+and socks. Our workshop in Lyon ships within two days and returns are free for thirty days.
+Read more on our blog and tell us what you think.</font></td></tr>
+<tr><td><img src="https://shop.example/hero.jpg" width="600" alt="New boots" /></td></tr>
+<tr><td><a href="https://shop.example/blog">Read the blog</a> &nbsp;|&nbsp;
+<a href="{{ unsubscribe_url }}">Unsubscribe</a></td></tr>
+</table></center></body></html>"""
+
+
+def test_a_classic_xhtml_table_email_passes_without_noise() -> None:
+    report = check_content_sync(
+        EmailContent(subject="November news", html=CLASSIC, text="Hi\n{{ unsubscribe_url }}")
+    )
+    assert report.results == (), report.results
+
+
 @pytest.mark.parametrize(
     ("text", "generated"), [(None, True), ("", True), ("  \n", True), ("My own text", False)]
 )
@@ -388,7 +432,7 @@ def test_a_text_part_is_generated_only_when_missing(text: str | None, generated:
     assert bool(report.by_check(CheckId.TEXT_PART)) is generated
     if generated:
         assert "our autumn catalogue is out" in report.text
-        assert "Unsubscribe ({{ unsubscribe_url }})" in report.text
+        assert "Unsubscribe ({{unsubscribe_url}})" in report.text
     else:
         assert report.text == "My own text"
 
@@ -415,7 +459,14 @@ def test_a_text_part_is_generated_only_when_missing(text: str | None, generated:
             None,
             {"LINK_TEXT_MISMATCH"},
         ),
-        ("Autumn", '<p><a href="https://www.shop.example/a">shop.example</a></p>', None, set()),
+        ("Autumn", '<p><a href="https://www.shop.example/a">www.shop.example</a></p>', None, set()),
+        ("Autumn", '<p><a href="https://nodejs.org/">Node.js</a></p>', None, set()),
+        (
+            "Autumn",
+            '<p><a href="https://evil.example/">bank.example/login</a></p>',
+            None,
+            {"LINK_TEXT_MISMATCH"},
+        ),
         ("Autumn", '<p><a href="http://203.0.113.9/offer">Offer</a></p>', None, {"LINK_TO_IP"}),
         ("Re: your order", "", None, {"SUBJ_RE_FWD_FAKE"}),
         ("Autumn", "<p>Dear friend, hello</p>", None, {"DEAR_FRIEND"}),
@@ -698,6 +749,7 @@ async def test_content_checks_use_spamd_when_configured(fake_spamd: FakeSpamd) -
     # spamd saw a complete multipart message with the generated text part.
     _, _, body = fake_spamd.requests[0]
     assert b"multipart/alternative" in body and b"Message-ID:" in body
+    assert body.count(b"MIME-Version:") == 1
     assert b"our autumn catalogue is out" in body
 
 
@@ -726,8 +778,10 @@ def test_parse_report_reads_only_the_table() -> None:
 SPAMD = shutil.which("spamd") or ("/usr/sbin/spamd" if os.path.exists("/usr/sbin/spamd") else None)
 
 
-@pytest.fixture
-async def real_spamd(tmp_path: Path) -> AsyncIterator[SpamdClient]:
+@pytest.fixture(scope="module")
+async def real_spamd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SpamdClient]:
+    """One spamd for the module: it takes seconds to load its rules."""
+    tmp_path = tmp_path_factory.mktemp("spamd")
     if SPAMD is None:
         pytest.skip("spamd is not installed (Debian: apt-get install spamassassin)")
     port = _free_port()
@@ -791,3 +845,53 @@ async def test_content_checks_with_a_real_spamd(real_spamd: SpamdClient) -> None
     )
     assert report.spam is not None and report.spam.source == "spamd"
     assert report.spam.score < 5.0 and report.ok
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+TOKENS = [
+    "<table>",
+    "<tr>",
+    "<td>",
+    "</td>",
+    "</table>",
+    '<a href="',
+    '">',
+    "</a>",
+    "{{",
+    "}}",
+    "unsubscribe_url",
+    "<img src=x",
+    ' alt="',
+    "<!--",
+    "-->",
+    "&#",
+    "&amp",
+    "\x00",
+    "<style>@media (max-width:1px){",
+    "}</style>",
+    "<meta name=viewport content=",
+    '"',
+    "<mjml>",
+    "<mj-body>",
+    "</p>",
+    "<p>",
+    "<ul><li>",
+    "<h1>",
+    "<br/>",
+    " ",
+    "FREE!!",
+    "é",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_markup_never_crashes_the_checks(seed: int) -> None:
+    rng = random.Random(seed)
+    markup = "".join(rng.choice(TOKENS) for _ in range(rng.randrange(0, 400)))
+    subject = "".join(rng.choice(TOKENS) for _ in range(rng.randrange(0, 5)))
+    field = "mjml" if seed % 5 == 0 else "html"
+    report = check_content_sync(EmailContent(subject=subject, **{field: markup}))
+    assert all(r.severity in (Severity.ERROR, Severity.WARNING) for r in report.results)
+    assert all(r.message for r in report.results)
+    json.dumps(report.to_dict())  # JSON-ready whatever came in

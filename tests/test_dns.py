@@ -60,3 +60,12 @@ async def test_ip_literals_and_unicode_domains(dns_server: StubDns, resolver: Re
     dns_server.add_mx("xn--bcher-kva.test", [(10, "mx.example.test")])
     result = await resolver.mx("bücher.test")
     assert result.hosts[0].name == "mx.example.test"
+
+
+def test_domains_are_encoded_with_idna_2008_as_mail_software_does() -> None:
+    from mta.dns import to_ascii
+
+    assert to_ascii("Straße.DE.") == "xn--strae-oqa.de"  # IDNA 2003 would say strasse.de
+    assert to_ascii("BÜCHER.test") == "xn--bcher-kva.test"
+    assert to_ascii("xn--bcher-kva.test") == "xn--bcher-kva.test"
+    assert to_ascii("Example.COM") == "example.com"

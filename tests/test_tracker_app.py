@@ -264,3 +264,33 @@ def test_settings_json_shape_is_what_the_writer_reads() -> None:
         anonymize_ip=False, per_recipient=False
     )
     assert Privacy.from_settings(None) == Privacy()
+
+
+async def test_a_forwarded_for_header_is_used_only_when_trusted_and_garbage_is_not_stored(
+    pool: asyncpg.Pool,
+):
+    company_id = await tenants.ensure_company(pool, "acme")
+    await pool.execute(
+        "UPDATE companies SET settings = $1 WHERE id = $2",
+        {"tracking": {"anonymize_ip": False}},
+        company_id,
+    )
+    token = CODEC.make(Token(TokenKind.OPEN, 3, company_id, sent_at=LONG_AGO))
+    for trusted in (False, True):
+        writer = EventWriter(pool, batch_size=10)
+        app = create_app(
+            db=pool, codec=CODEC, links=Links(BASE), writer=writer, trust_forwarded=trusted
+        )
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            for forwarded in ("198.51.100.9, 10.0.0.1", "garbage'); DROP TABLE x;--"):
+                response = await client.get(f"/o/{token}", headers={"X-Forwarded-For": forwarded})
+                assert response.status_code == 200
+        assert await writer.flush()
+    ips = [r["ip"] for r in await pool.fetch("SELECT ip FROM tracking_events ORDER BY id")]
+    assert [str(ip) if ip else None for ip in ips] == [
+        "192.0.2.1",
+        "192.0.2.1",
+        "198.51.100.9",
+        None,
+    ]

@@ -212,3 +212,72 @@ async def test_untracked_transactional_mail_is_left_as_submitted(
     assert daemon.config.tracker.base_url not in html_part
     stored = await daemon.db.fetchval("SELECT body FROM messages")
     assert not stored.lower().startswith(b"x-sendmill-tracking")
+
+
+async def test_mailto_unsubscribe_is_the_recipients_return_path(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    """With `unsubscribe_mailto`, List-Unsubscribe also names the recipient's VERP address with
+    subject "unsubscribe": the bounce listener takes it and files it under the recipient row."""
+    import aiosmtplib
+
+    from mta.config import parse_hostport
+
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(tracker={"unsubscribe_mailto": True})
+    key = await _api_key(daemon)
+    sent = await _send(daemon, key, "gus@dest.test", category="marketing", list_id=5)
+    recipient_id = sent["recipients"][0]["id"]
+    assert await _wait_state(daemon, recipient_id) == "delivered"
+    msg = email.message_from_bytes(mx.messages[0].data, policy=email.policy.default)
+    https, mailto = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
+    assert https.startswith(daemon.config.tracker.base_url + "/u/")
+    address, _, query = mailto.removeprefix("mailto:").partition("?")
+    assert query == "subject=unsubscribe"
+    assert address == mx.messages[0].mail_from  # the return path of this very message
+
+    host, port = parse_hostport(daemon.config.bounce.listen, 25, "bounce.listen")
+    request = f"From: gus@dest.test\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\n\r\n"
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=10) as client:
+        errors, _ = await client.sendmail("gus@dest.test", [address], request.encode())
+    assert not errors
+    stored = await daemon.db.fetchrow("SELECT recipient_id, body FROM inbound_messages")
+    assert stored["recipient_id"] == recipient_id and b"Subject: unsubscribe" in stored["body"]
+
+
+async def test_raw_submissions_ask_for_tracking_in_the_query(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    from email.message import EmailMessage
+
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory()
+    key = await _api_key(daemon)
+    raw = EmailMessage()
+    raw["From"] = f"news@{TEST_DOMAIN}"
+    raw["To"] = "hal@dest.test"
+    raw["Subject"] = "Raw"
+    raw.set_content("plain")
+    raw.add_alternative('<p><a href="https://shop.example.com/raw">raw</a></p>', subtype="html")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "message/rfc822"}
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        for query, field in (("tracking=everything", "tracking"), ("list_id=x", "list_id")):
+            bad = await client.post(f"/api/v1/messages?{query}", headers=headers, content=b"x")
+            assert bad.status_code == 422 and bad.json()["details"]["field"] == field
+        response = await client.post(
+            "/api/v1/messages?category=marketing&list_id=9&tracking=clicks",
+            headers=headers,
+            content=raw.as_bytes(),
+        )
+    assert response.status_code == 202, response.text
+    assert await _wait_state(daemon, response.json()["recipients"][0]["id"]) == "delivered"
+    msg = email.message_from_bytes(mx.messages[0].data, policy=email.policy.default)
+    html_part = msg.get_body(("html",)).get_content()
+    base = daemon.config.tracker.base_url
+    assert f'href="{base}/c/' in html_part and f"{base}/o/" not in html_part  # clicks only
+    assert msg["List-Unsubscribe"].startswith(f"<{base}/u/")
+    assert await daemon.db.fetchval("SELECT list_id FROM messages") == 9

@@ -99,3 +99,104 @@ async def test_keep_alive_connections_serve_many_requests(server):
         assert (await client.get("/metrics")).status_code == 200
     await server.writer.flush()
     assert await server.writer._db.fetchval("SELECT count(*) FROM tracking_events") == 40
+
+
+async def test_metrics_show_requests_events_machine_share_buffer_and_writes(server):
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    watched = {
+        "recorded": (
+            "sendmill_tracker_requests_total",
+            {"endpoint": "open", "outcome": "recorded"},
+        ),
+        "invalid": ("sendmill_tracker_requests_total", {"endpoint": "open", "outcome": "invalid"}),
+        "head": ("sendmill_tracker_requests_total", {"endpoint": "click", "outcome": "head"}),
+        "human": ("sendmill_tracker_events_total", {"kind": "open", "machine": "false"}),
+        "machine": ("sendmill_tracker_events_total", {"kind": "open", "machine": "true"}),
+        "apple": (
+            "sendmill_tracker_machine_events_total",
+            {"kind": "open", "reason": "apple_mail_privacy_protection"},
+        ),
+        "written": ("sendmill_tracker_events_written_total", {}),
+        "writes": ("sendmill_tracker_write_seconds_count", {}),
+    }
+    before = {key: value(name, **labels) for key, (name, labels) in watched.items()}
+    open_token, click_token = _tokens(server)
+    base = f"http://{server.config.tracker.listen}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        await client.get(f"/o/{open_token}", headers={"User-Agent": "Mozilla/5.0 (X11) Firefox"})
+        await client.get(f"/o/{open_token}", headers={"User-Agent": "Mozilla/5.0"})
+        await client.get("/o/not-a-token")
+        await client.head(f"/c/{click_token}")
+        deadline = time.monotonic() + 5
+        while value(watched["written"][0]) < before["written"] + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the writer publishes counts as it runs
+        text = (await client.get("/metrics")).text
+    after = {key: value(name, **labels) for key, (name, labels) in watched.items()}
+    delta = {key: after[key] - before[key] for key in watched}
+    assert delta == {
+        "recorded": 2,
+        "invalid": 1,
+        "head": 1,
+        "human": 1,
+        "machine": 1,
+        "apple": 1,
+        "written": 2,
+        "writes": delta["writes"],
+    }
+    assert delta["writes"] >= 1
+    assert "sendmill_tracker_buffer_depth" in text and "sendmill_tracker_write_seconds" in text
+
+
+async def test_sendmill_serve_runs_the_tracker_in_several_processes(
+    tmp_path: Path, database_url: str, dns_server, mx_port: int
+):
+    """`[tracker] processes = 2`: two processes share the port, both write events, /metrics of
+    the daemon adds them up, and SIGTERM stops everything with exit status 0."""
+    from tests.fixtures_daemon import daemon_settings
+    from tests.test_daemon_process import DaemonProcess, write_config
+
+    settings = daemon_settings(tmp_path, database_url, dns_server.port, mx_port)
+    settings["tracker"]["processes"] = 2
+    config = build_config(settings)
+    (tmp_path / "state").mkdir(parents=True, exist_ok=True)
+    daemon = DaemonProcess(write_config(tmp_path / "sendmill.toml", settings), tmp_path / "log")
+    daemon.start()
+    try:
+        port = int(config.tracker.listen.rsplit(":", 1)[1])
+        await daemon.wait_listening(port)
+        codec = build_codec(config)
+        token = codec.make(Token(TokenKind.OPEN, 5, 1, 8, 0, int(time.time()) - 3600))
+
+        async def fetch() -> int:  # a new connection each: the kernel spreads them over both
+            async with httpx.AsyncClient(base_url=config.tracker.base_url) as client:
+                return (await client.get(f"/o/{token}")).status_code
+
+        for _ in range(5):
+            assert await asyncio.gather(*(fetch() for _ in range(20))) == [200] * 20
+        assert await fetch() == 200
+        db = await asyncpg.connect(database_url)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                count = await db.fetchval("SELECT count(*) FROM tracking_events")
+                if count >= 101:
+                    break
+                await asyncio.sleep(0.1)
+            assert count == 101
+        finally:
+            await db.close()
+        async with httpx.AsyncClient(base_url=f"http://{config.http.listen}") as client:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                text = (await client.get("/metrics")).text
+                line = 'sendmill_tracker_requests_total{endpoint="open",outcome="recorded"}'
+                if f"{line} 101.0" in text:
+                    break
+                await asyncio.sleep(0.2)
+            assert f"{line} 101.0" in text
+    finally:
+        assert await asyncio.to_thread(daemon.stop) == 0

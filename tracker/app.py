@@ -139,6 +139,21 @@ def _redirect(url: str) -> Reply:
     )
 
 
+_TEXTS: dict[bytes, str] = {}
+_TEXTS_MAX = 16384
+
+
+def _text(value: bytes) -> str:
+    """A header value as text, shared between requests: a campaign's traffic repeats a few
+    hundred User-Agent strings, and buffered events then hold one copy each."""
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) >= _TEXTS_MAX:
+            _TEXTS.clear()
+        text = _TEXTS[value] = value.decode("latin-1")
+    return text
+
+
 class Tally:
     """Request and event counts kept as plain integers on the hot path and added to the
     Prometheus metrics a few times a second (a metric update in multiprocess mode costs a lock
@@ -186,7 +201,7 @@ class Hits:
         found: dict[str, str] = {}
         for name, value in headers:
             if name in _INTERESTING:
-                found[name.decode("latin-1")] = value.decode("latin-1")
+                found[name.decode("latin-1")] = _text(value)
         ip = None
         if self.trust_forwarded and "x-forwarded-for" in found:
             ip = found["x-forwarded-for"].split(",")[0].strip()

@@ -85,27 +85,35 @@ class Privacy:
         )
 
 
-_ANONYMIZED: dict[str, str | None] = {}
-_ANONYMIZED_MAX = 65536
+_ADDRESSES: dict[str, tuple[bytes, bytes] | None] = {}
+_ADDRESSES_MAX = 65536
 
 
-def anonymize(ip: str) -> str | None:
-    """The address with its host part zeroed: /24 for IPv4, /48 for IPv6 (None if not an IP).
-    Cached: parsing addresses was the largest cost of writing a batch."""
-    hit = _ANONYMIZED.get(ip, _MISSING)
+def address_forms(ip: str) -> tuple[bytes, bytes] | None:
+    """(the address, the address with its host part zeroed: /24 for IPv4, /48 for IPv6), both
+    packed, or None if `ip` is not an address. Packed bytes are what asyncpg encodes without
+    parsing text; both parsing steps were the largest cost of writing a batch, hence the cache."""
+    hit = _ADDRESSES.get(ip, _MISSING)
     if hit is not _MISSING:
         return hit
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        result = None
+        forms = None
     else:
         prefix = 24 if address.version == 4 else 48
-        result = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-    if len(_ANONYMIZED) >= _ANONYMIZED_MAX:
-        _ANONYMIZED.clear()
-    _ANONYMIZED[ip] = result
-    return result
+        network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        forms = (address.packed, network.network_address.packed)
+    if len(_ADDRESSES) >= _ADDRESSES_MAX:
+        _ADDRESSES.clear()
+    _ADDRESSES[ip] = forms
+    return forms
+
+
+def anonymize(ip: str) -> str | None:
+    """The address with its host part zeroed (/24 for IPv4, /48 for IPv6), as text."""
+    forms = address_forms(ip)
+    return str(ipaddress.ip_address(forms[1])) if forms else None
 
 
 _MISSING: Any = object()
@@ -121,7 +129,7 @@ class EventWriter:
     def __init__(
         self,
         db: asyncpg.Pool,
-        buffer_size: int = 100_000,
+        buffer_size: int = 500_000,
         batch_size: int = 500,
         flush_interval: float = 0.1,
     ) -> None:
@@ -135,16 +143,19 @@ class EventWriter:
         self._privacy: dict[int, tuple[float, Privacy]] = {}
         self.written = 0
         self.dropped = 0
+        self._in_flight = 0  # events taken out of the buffer by the write under way
+        self._stopping = False
         # called every loop turn (a few times a second): the app publishes its tallies here
         self.on_tick: Callable[[], None] | None = None
 
     @property
     def depth(self) -> int:
-        return len(self._buffer)
+        """Events not yet written: buffered, and the batch being written."""
+        return len(self._buffer) + self._in_flight
 
     def record(self, event: Event) -> bool:
         """Keep `event` for writing; False (and counted) when the buffer is full."""
-        if len(self._buffer) >= self.buffer_size:
+        if len(self._buffer) + self._in_flight >= self.buffer_size:
             self.dropped += 1
             metrics.EVENTS_DROPPED.inc()
             return False
@@ -160,12 +171,14 @@ class EventWriter:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop the background task and write what is buffered (within `grace` seconds)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         deadline = time.monotonic() + grace
+        if self._task is not None:
+            # let a write under way finish: cancelling COPY midway leaves its connection unusable
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._task, grace)
+            self._task = None
         while self._buffer and time.monotonic() < deadline:
             if not await self.flush():
                 await asyncio.sleep(0.2)
@@ -180,7 +193,7 @@ class EventWriter:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             if len(self._buffer) < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval)
@@ -192,7 +205,8 @@ class EventWriter:
                 failures = 0
             else:
                 failures += 1
-                await asyncio.sleep(min(MAX_BACKOFF, 0.1 * 2**failures))
+                with contextlib.suppress(TimeoutError):  # back off, unless stopping
+                    await asyncio.wait_for(self._wake.wait(), min(MAX_BACKOFF, 0.1 * 2**failures))
 
     # --- writing --------------------------------------------------------------------------
 
@@ -200,8 +214,12 @@ class EventWriter:
         """Write one batch. False when the database failed (the batch is kept, in order)."""
         if not self._buffer:
             return True
-        count = min(self.batch_size, len(self._buffer))
+        # Behind (a burst, or catching up after an outage): bigger batches, up to 20x, write
+        # more per round trip; the pause they cost the event loop matters less than the backlog.
+        depth = len(self._buffer)
+        count = min(depth, max(self.batch_size, min(depth // 2, self.batch_size * 20)))
         batch = [self._buffer.popleft() for _ in range(count)]
+        self._in_flight = count
         started = time.perf_counter()
         try:
             privacy = await self._privacy_of({e.company_id for e in batch})
@@ -211,10 +229,18 @@ class EventWriter:
                     "tracking_events", records=records, columns=COLUMNS
                 )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._in_flight = 0
             self._buffer.extendleft(reversed(batch))
             metrics.WRITE_FAILURES.inc()
             log.warning("tracker: writing %d events failed (%s); kept to retry", count, exc)
             return False
+        except Exception:  # a row the database cannot take: a bug; never retry it forever
+            self._in_flight = 0
+            self.dropped += count
+            metrics.EVENTS_DROPPED.inc(count)
+            log.exception("tracker: %d events could not be encoded; dropped", count)
+            return True
+        self._in_flight = 0
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_WRITTEN.inc(count)
         self.written += count
@@ -244,7 +270,9 @@ class EventWriter:
         personal = privacy.per_recipient and e.recipient_id > 0
         ip = None
         if personal and e.ip:
-            ip = anonymize(e.ip) if privacy.anonymize_ip else e.ip
+            forms = address_forms(e.ip)  # also the check that it is an address at all
+            if forms is not None:
+                ip = forms[1] if privacy.anonymize_ip else forms[0]
         return (
             e.kind,
             _timestamp(e.at),

@@ -38,6 +38,7 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -49,6 +50,8 @@ from mta.compose import POLICY, ComposeError
 from mta.credentials import Credential
 from mta.queries import Queries
 from mta.queue import ClaimedRecipient, StoredMessage, Submission
+from mta.verp import Verp
+from tracker.template import Irregular, MessageTemplate
 from tracker.tokens import MAX_URL, Token, TokenCodec, TokenError, TokenKind
 
 log = logging.getLogger("sendmill.tracker")
@@ -85,10 +88,14 @@ class Tracking:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Where the tracker answers, and the bounce domain for the `mailto:` unsubscribe."""
+    """Where the tracker answers, and the return path for the `mailto:` unsubscribe."""
 
     base_url: str
-    mailto_domain: str | None = None  # None: no mailto: in List-Unsubscribe
+    # The `mailto:` of List-Unsubscribe is the recipient's own VERP address with the subject
+    # "unsubscribe": the bounce listener already accepts it (and only it) and files it under the
+    # recipient row, where the bounce processor acts on it through mta.unsubscriptions. None:
+    # https only.
+    verp: Verp | None = None
 
     def url(self, prefix: str, token: str) -> str:
         return f"{self.base_url}/{prefix}/{token}"
@@ -218,10 +225,8 @@ class RecipientLinks:
 
     def list_unsubscribe(self) -> str:
         value = f"<{self.unsubscribe()}>"
-        if self.links.mailto_domain:
-            # local parts may be case-folded on the way: only lower-case-safe characters
-            local = "unsubscribe+" + self.unsubscribe_token().encode().hex()
-            value += f", <mailto:{local}@{self.links.mailto_domain}>"
+        if self.links.verp is not None:
+            value += f", <mailto:{self.links.verp.address(self.recipient_id)}?subject=unsubscribe>"
         return value
 
 
@@ -268,13 +273,48 @@ def unseal_tracking(codec: TokenCodec, body: bytes, company_id: int) -> Tracking
     return tracking if tracking.company_id == company_id else None
 
 
+def render(template: MessageTemplate, recipient: RecipientLinks) -> bytes:
+    """`prepare_message` on a pre-split message: the same result without the email package."""
+
+    def rewrite(subtype: str, text: str) -> str:
+        return recipient.html(text) if subtype == "html" else recipient.placeholders(text)
+
+    extra: list[tuple[str, str]] = []
+    if recipient.tracking.marketing:
+        if template.header_names & {"list-unsubscribe", "list-unsubscribe-post"}:
+            raise Irregular("the message has its own List-Unsubscribe")
+        extra = [
+            ("List-Unsubscribe", recipient.list_unsubscribe().replace(", <", ",\r\n <")),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),  # RFC 8058 §3.1
+        ]
+    return template.render(rewrite, extra)
+
+
 class DeliveryPreparer:
     """The delivery engine's hook (`mta.delivery.MessagePreparer`): per-recipient bodies for
-    messages that carry a tracking decision; everything else is left to the fast path."""
+    messages that carry a tracking decision; everything else is left to the fast path.
+    Each message is split once (`MessageTemplate`) and rendered per recipient."""
+
+    TEMPLATES = 256  # messages whose split form is kept (a campaign is one message)
 
     def __init__(self, codec: TokenCodec, links: Links) -> None:
         self.codec = codec
         self.links = links
+        self._templates: OrderedDict[int, MessageTemplate | None] = OrderedDict()
+
+    def _template(self, message: StoredMessage) -> MessageTemplate | None:
+        if message.id in self._templates:
+            self._templates.move_to_end(message.id)
+            return self._templates[message.id]
+        body = message.body
+        try:
+            template: MessageTemplate | None = MessageTemplate.parse(body[body.find(b"\r\n") + 2 :])
+        except (Irregular, ValueError, LookupError):
+            template = None
+        self._templates[message.id] = template
+        if len(self._templates) > self.TEMPLATES:
+            self._templates.popitem(last=False)
+        return template
 
     def needs_preparation(self, message: StoredMessage) -> bool:
         return message.body[: len(_MARKER_PREFIX)].lower() == _MARKER_PREFIX
@@ -287,6 +327,12 @@ class DeliveryPreparer:
                 log.warning("message %s: tracking header does not verify; removed", message.id)
                 return body[body.find(b"\r\n") + 2 :]
             links = RecipientLinks(self.codec, self.links, tracking, recipient.id, int(time.time()))
+            template = self._template(message)
+            if template is not None:
+                try:
+                    return render(template, links)
+                except Irregular:
+                    pass
             return prepare_message(body, links)
         except Exception:  # hostile or broken MIME: deliver it untracked rather than not at all
             log.exception("message %s: tracking preparation failed; sent untracked", message.id)

@@ -21,6 +21,7 @@ from mta import database
 from mta.config import Config, parse_hostport
 from mta.logs import setup_logging
 from mta.secret import server_secret
+from mta.verp import Verp
 from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
 from tracker.machine import MachineRules
@@ -41,8 +42,10 @@ def build_codec(config: Config) -> TokenCodec:
 
 
 def build_links(config: Config) -> Links:
-    mailto = config.bounce.domain if config.tracker.unsubscribe_mailto else None
-    return Links(config.tracker.base_url.rstrip("/"), mailto)
+    verp = None
+    if config.tracker.unsubscribe_mailto:
+        verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
+    return Links(config.tracker.base_url.rstrip("/"), verp)
 
 
 def delivery_preparer(config: Config) -> DeliveryPreparer:

@@ -116,19 +116,35 @@ def derive_key(secret: bytes) -> bytes:
     return hmac.digest(secret, _KEY_LABEL, "sha256")
 
 
+_DEFLATED: dict[bytes, bytes] = {}
+
+
 def _deflate(url: bytes) -> bytes:
+    """Deflated `url`, remembered: every recipient of a campaign gets the same links."""
+    packed = _DEFLATED.get(url)
+    if packed is None:
+        if len(_DEFLATED) >= _INFLATED_MAX:
+            _DEFLATED.clear()
+        packed = _DEFLATED[url] = _deflate_once(url)
+    return packed
+
+
+def _deflate_once(url: bytes) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     return packer.compress(url) + packer.flush()
 
 
-_INFLATED: dict[bytes, bytes] = {}
+_INFLATED: dict[bytes, str] = {}
 _INFLATED_MAX = 16384  # distinct links remembered; a campaign's links repeat for every recipient
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes) -> str:
     url = _INFLATED.get(data)
     if url is None:
-        url = _inflate_once(data)
+        try:
+            url = _inflate_once(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenError("bad link data") from None
         if len(_INFLATED) >= _INFLATED_MAX:
             _INFLATED.clear()
         _INFLATED[data] = url
@@ -246,11 +262,12 @@ class TokenCodec:
                 raise TokenError("truncated token")
             flags, raw = payload[pos], payload[pos + 1 :]
             if flags & _FLAG_DEFLATED:
-                raw = _inflate(raw)
-            try:
-                url = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise TokenError("bad link data") from None
+                url = _inflate(raw)
+            else:
+                try:
+                    url = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise TokenError("bad link data") from None
         elif pos != end:
             raise TokenError("trailing data in token")
         return Token(
