@@ -113,9 +113,9 @@ class _Parser:
             if self.original is None:
                 text = dsn.part_text(part)
                 self.original = HeaderParser(policy=compat32).parsestr(text.lstrip())
-        elif ctype == "text/plain" and not part.get_filename():
+        elif ctype == "text/plain" and not dsn.is_attachment(part):
             self.texts.append(dsn.part_text(part))
-        elif ctype == "text/html" and not part.get_filename():
+        elif ctype == "text/html" and not dsn.is_attachment(part):
             self.html.append(html_text(dsn.part_text(part)))
 
     # --- the questions ------------------------------------------------------------------
