@@ -93,6 +93,14 @@ def find_status(text: str) -> str:
     return f"{m[1]}.{m[2]}.{m[3]}" if m else ""
 
 
+def _more_specific(status: str, found: str) -> str:
+    if not found or found.endswith(".0.0"):
+        return status or found
+    if status and status[0] != found[0]:
+        return status  # a 4.x.x in the text of a permanent failure: the DSN's class stands
+    return found
+
+
 def find_reply_code(text: str) -> int | None:
     m = REPLY_CODE_RE.search(text)
     return int(m[1]) if m else None
@@ -148,7 +156,10 @@ class Classifier:
         diagnostic. `code` is the SMTP reply code when known (it decides hard/soft for the
         reasons whose permanence depends on it)."""
         text = normalize(diagnostic[:_MAX_TEXT])
-        status = status.strip() or find_status(text)
+        status = status.strip()
+        if not status or status.endswith(".0.0"):
+            # "Status: 5.0.0" says less than the "550 5.1.1" the remote server gave
+            status = _more_specific(status, find_status(text))
         if code is None:
             code = find_reply_code(text)
         reason = self._decide(status, text, action.lower())

@@ -33,6 +33,14 @@ def register(sub: Any, add_config: Callable[[argparse.ArgumentParser], None]) ->
     p.add_argument("paths", nargs="+", metavar="PATH", help="message file or directory")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_bounce_parse)
+    p = bounce.add_parser(
+        "signals",
+        help="destinations that refused our reputation or policy lately (never suppressions)",
+    )
+    add_config(p)
+    p.add_argument("--hours", type=int, default=24, help="seen in the last N hours (24)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_bounce_signals)
 
     supp = sub.add_parser(
         "suppressions", help="review and lift suppressed addresses"
@@ -111,6 +119,25 @@ def _run(config_path: str | None, work: Callable[[Any], Any]) -> Any:
             await pool.close()
 
     return asyncio.run(main())
+
+
+def cmd_bounce_signals(args: argparse.Namespace) -> int:
+    from mta.queries import Queries
+
+    sql = Queries("bounce")["list-signals"]
+    rows = _run(args.config, lambda db: db.fetch(sql, args.hours))
+    for r in rows:
+        if args.json:
+            print(
+                json.dumps(
+                    {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in r.items()}
+                )
+            )
+        else:
+            last = f"{r['last_at']:%Y-%m-%d %H:%M}"
+            print(f"{r['domain']:<32} {r['reason']:<16} {r['count']:>7}  last {last}")
+            print(f"    {r['last_evidence'][:200]}")
+    return 0
 
 
 def cmd_suppressions_list(args: argparse.Namespace) -> int:

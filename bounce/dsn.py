@@ -116,11 +116,16 @@ def _strip_type(value: str) -> tuple[str, str]:
     return "", value.strip()
 
 
+def is_attachment(part: Message) -> bool:
+    """A named file rather than the message's own text (most parts have no disposition)."""
+    return part.get("content-disposition") is not None and part.get_filename() is not None
+
+
 def is_dsn_part(part: Message, ctype: str | None = None) -> bool:
     ctype = ctype or part.get_content_type()
     if ctype in DSN_TYPES:
         return True
-    if ctype == "text/plain" and not part.get_filename():
+    if ctype == "text/plain" and not is_attachment(part):
         payload = part.get_payload()
         return isinstance(payload, str) and _LOOKS_LIKE_DSN_RE.search(payload[:4000]) is not None
     return False

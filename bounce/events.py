@@ -43,10 +43,24 @@ class BounceEvent:
         return self.address.rpartition("@")[2]
 
 
+def storable(text: str, limit: int = 4000) -> str:
+    """Text PostgreSQL takes whatever a report contained: no NUL, no lone surrogates (what
+    undecodable header bytes become), at most `limit` characters."""
+    text = text[:limit]
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 async def record(conn: asyncpg.Connection, events: list[BounceEvent]) -> None:
     """Insert the events in one statement and count them."""
     if not events:
         return
+    for e in events:  # in place: the policy applied next sees what was stored
+        e.address = storable(e.address, 320)
+        e.status = storable(e.status, 20)
+        e.diagnostic = storable(e.diagnostic)
+        e.remote_mta = storable(e.remote_mta, 255)
     await conn.execute(
         SQL["insert-events"],
         [e.company_id for e in events],
@@ -58,7 +72,7 @@ async def record(conn: asyncpg.Connection, events: list[BounceEvent]) -> None:
         [e.reason.value for e in events],
         [e.hard for e in events],
         [e.status for e in events],
-        [e.diagnostic[:4000] for e in events],
+        [e.diagnostic for e in events],
         [e.remote_mta for e in events],
         [e.source for e in events],
         [e.inbound_id for e in events],

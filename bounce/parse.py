@@ -9,7 +9,9 @@ reported as UNREADABLE with reason `undefined`: the processor keeps it, it is ne
 from __future__ import annotations
 
 import email
+import html
 import re
+from collections.abc import Callable
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
@@ -24,6 +26,9 @@ _MAILBOX_REASONS = frozenset(
 )
 _NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _TAG_RE = re.compile(r"<[^>]*>")
+# Tags that end a line or a paragraph: kept as line breaks so prose keeps its paragraphs.
+_BREAK_RE = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*>", re.I)
+_SCRIPT_RE = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.I | re.S)
 _HEADER_IN_TEXT_RE = re.compile(
     r"^(message-id|return-path|to|subject)[ \t]*:[ \t]*(.+)$", re.I | re.M
 )
@@ -37,6 +42,13 @@ def parse_message(raw: bytes, classifier: Classifier | None = None) -> Report:
         return _Parser(raw, classifier).report()
     except Exception as exc:  # hostile input must never stop the processor
         return unreadable(f"{type(exc).__name__}: {exc}")
+
+
+def html_text(markup: str) -> str:
+    """The text of an HTML bounce (some providers send no text/plain part), line breaks kept."""
+    markup = _SCRIPT_RE.sub(" ", markup)
+    markup = _BREAK_RE.sub("\n\n", markup)
+    return html.unescape(_TAG_RE.sub(" ", markup))
 
 
 def unreadable(error: str) -> Report:
@@ -101,10 +113,10 @@ class _Parser:
             if self.original is None:
                 text = dsn.part_text(part)
                 self.original = HeaderParser(policy=compat32).parsestr(text.lstrip())
-        elif ctype == "text/plain" and not part.get_filename():
+        elif ctype == "text/plain" and not dsn.is_attachment(part):
             self.texts.append(dsn.part_text(part))
-        elif ctype == "text/html" and not part.get_filename():
-            self.html.append(_TAG_RE.sub(" ", dsn.part_text(part)))
+        elif ctype == "text/html" and not dsn.is_attachment(part):
+            self.html.append(html_text(dsn.part_text(part)))
 
     # --- the questions ------------------------------------------------------------------
 
@@ -178,24 +190,38 @@ class _Parser:
             return None  # an empty delivery-status part: read the prose instead
         if not failed:
             return Report(ReportKind.BOUNCE, [], original)  # a success or relay notice
-        by_text = {
-            t.recipient: t.diagnostic
-            for t in heuristics.recipients_in_text(human, self._exclusions(original))
-        }
+        found_in_text: dict[str, str] | None = None
+
+        def in_text() -> dict[str, str]:  # the prose is read only when a field is missing
+            nonlocal found_in_text
+            if found_in_text is None:
+                found = heuristics.recipients_in_text(human, self._exclusions(original))
+                found_in_text = {t.recipient: t.diagnostic for t in found}
+            return found_in_text
+
         out = []
         for r in failed:
-            recipient = r.recipient or next(iter(by_text), "") or dsn.first_address(original.to)
-            text = by_text.get(recipient, "")
-            diagnostic = r.diagnostic or dsn.fold(text) or dsn.fold(human[:1500])
-            out.append(self._classified(recipient, r, diagnostic, text or human[:1500]))
+            recipient = r.recipient or next(iter(in_text()), "") or dsn.first_address(original.to)
+            if r.diagnostic:
+                diagnostic = r.diagnostic
+            else:
+                diagnostic = dsn.fold(in_text().get(recipient, "")) or dsn.fold(human[:1500])
+
+            def more(recipient: str = recipient) -> str:
+                return in_text().get(recipient, "") or human[:1500]
+
+            out.append(self._classified(recipient, r, diagnostic, more))
         return Report(ReportKind.BOUNCE, out, original)
 
     def _classified(
-        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: str
+        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: Callable[[], str]
     ) -> FailedRecipient:
+        """Classify one recipient; `more` gives the text around it when its own says nothing."""
         c = self.classifier.classify(r.status, diagnostic, r.action)
-        if c.reason in (Reason.ONHOLD, Reason.UNDEFINED) and more:
-            c = self.classifier.classify(r.status, f"{diagnostic} {more}", r.action)
+        if c.reason in (Reason.ONHOLD, Reason.UNDEFINED):
+            extra = more()
+            if extra:
+                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action)
         local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
         if local_program and c.reason not in _MAILBOX_REASONS:
             # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
@@ -228,7 +254,9 @@ class _Parser:
         out = []
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
-            out.append(self._classified(t.recipient, r, dsn.fold(t.diagnostic), human[:1500]))
+            out.append(
+                self._classified(t.recipient, r, dsn.fold(t.diagnostic), lambda: human[:1500])
+            )
         return Report(ReportKind.BOUNCE, out, original)
 
     def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from bounce import metrics
-from bounce.events import BounceEvent, EventKind
+from bounce.events import BounceEvent, EventKind, storable
 from bounce.reasons import REPUTATION_REASONS, Reason
 from mta.queries import Queries
 from mta.unsubscriptions import ALL_LISTS, unsubscribe
@@ -71,7 +71,7 @@ def _evidence(e: BounceEvent) -> str:
         parts.append(f"inbound message {e.inbound_id}")
     if e.recipient_id:
         parts.append(f"recipient row {e.recipient_id}")
-    return "; ".join(parts) + (f"\n{e.diagnostic[:2000]}" if e.diagnostic else "")
+    return storable("; ".join(parts) + (f"\n{e.diagnostic[:2000]}" if e.diagnostic else ""))
 
 
 async def apply(conn: asyncpg.Connection, events: list[BounceEvent]) -> int:
@@ -81,7 +81,7 @@ async def apply(conn: asyncpg.Connection, events: list[BounceEvent]) -> int:
     for e in events:
         if e.reason in REPUTATION_REASONS and e.kind in (EventKind.BOUNCED, EventKind.DEFERRED):
             count, _ = signals.get((e.domain, e.reason.value), (0, ""))
-            signals[(e.domain, e.reason.value)] = (count + 1, e.diagnostic[:500])
+            signals[(e.domain, e.reason.value)] = (count + 1, storable(e.diagnostic, 500))
             metrics.REPUTATION_SIGNALS.labels(e.reason.value).inc()
     if signals:
         keys = list(signals)

@@ -30,7 +30,7 @@ from bounce import events, metrics, policy
 from bounce.classify import Classifier, default_classifier
 from bounce.events import BounceEvent, EventKind
 from bounce.parse import parse_message
-from bounce.reasons import Reason, Report, ReportKind
+from bounce.reasons import REPUTATION_REASONS, Reason, Report, ReportKind
 from mta.queries import Queries
 from mta.queue import Outcome, RecipientState
 from mta.verp import Verp, VerpError
@@ -80,6 +80,9 @@ class BounceProcessor:
         self._verp = verp
         self._unsubscribe = unsubscribe_verp
         self._mailto_decoder = mailto_decoder
+        # Told the recipient domains whose DSNs say they refused our reputation: the daemon
+        # slows down the delivery engines it runs in this process (set after they start).
+        self.on_reputation: Callable[[str], None] | None = None
         self._complaint_parts = frozenset(p.lower() for p in complaint_local_parts)
         self._classifier = classifier or default_classifier()
         self._batch = batch_size
@@ -136,6 +139,9 @@ class BounceProcessor:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("bounce processing failed (%s); retrying", exc)
                 done = 0
+            except Exception:  # a bug must not end processing for the life of the daemon
+                log.exception("bounce processing failed; retrying")
+                done = 0
             if done < self._batch:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -144,9 +150,37 @@ class BounceProcessor:
     # --- inbound ------------------------------------------------------------------------
 
     async def process_once(self) -> int:
-        """Process one batch of inbound messages in one transaction; returns how many."""
+        """Process one batch of inbound messages in one transaction; returns how many. A batch
+        the database refuses is taken again one message at a time, and the message it chokes
+        on is set aside as unreadable: one hostile message never stops the others."""
+        try:
+            return await self._process(self._batch)
+        except asyncpg.DataError:
+            log.warning("bounce batch refused by the database; one message at a time")
+        done = 0
+        for _ in range(self._batch):
+            try:
+                n = await self._process(1)
+            except asyncpg.DataError as exc:
+                n = await self._set_aside(str(exc))
+            if not n:
+                break
+            done += n
+        return done
+
+    async def _set_aside(self, error: str) -> int:
         async with self._db.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(SQL["claim-inbound"], self._batch)
+            rows = await conn.fetch(SQL["claim-inbound"], 1)
+            ids = [r["id"] for r in rows]
+            await conn.execute(
+                SQL["mark-inbound-processed"], ids, ["unreadable"] * len(ids), [0] * len(ids),
+                [events.storable(error, 500)] * len(ids),
+            )  # fmt: skip
+        return len(rows)
+
+    async def _process(self, limit: int) -> int:
+        async with self._db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(SQL["claim-inbound"], limit)
             if not rows:
                 return 0
             recorded: list[BounceEvent] = []
@@ -161,6 +195,10 @@ class BounceProcessor:
                 metrics.INBOUND_REPORTS.labels(kind).inc()
             await events.record(conn, recorded)
             await policy.apply(conn, recorded)
+            if self.on_reputation is not None:
+                for domain in {e.domain for e in recorded if _slows_site(e)}:
+                    self.on_reputation(domain)
+            errors = [events.storable(e, 500) for e in errors]
             await conn.execute(SQL["mark-inbound-processed"], ids, kinds, counts, errors)
         return len(rows)
 
@@ -178,11 +216,11 @@ class BounceProcessor:
         candidates = self._candidate_ids(row, report, body)
         rows = await self._rows(conn, candidates)
         if not rows and report.original.message_id:
-            rows = [
-                _Row(r["id"], r["company_id"], r["address"], None)
-                for r in await conn.fetch(SQL["recipients-of-message"], report.original.message_id)
+            message_id = events.storable(report.original.message_id, 998)
+            found_ids = [
+                r["id"] for r in await conn.fetch(SQL["recipients-of-message"], message_id)
             ]
-            rows = await self._rows(conn, [r.id for r in rows])
+            rows = await self._rows(conn, found_ids)
         source = "arf" if report.kind is ReportKind.COMPLAINT else "dsn"
         found = []
         for failed in report.recipients:
@@ -272,9 +310,11 @@ class BounceProcessor:
 
     # --- synchronous replies (the delivery engine's outcome observer) --------------------
 
-    async def observe_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+    async def observe_outcomes(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record bounced and deferred delivery outcomes and apply the policy: called by the
-        delivery engine after each batch of outcomes is written, off its hot path."""
+        delivery engine after each batch of outcomes is written, off its hot path. Returns the
+        recipient domains that refused us for reputation or policy with a 5xx (4xx replies
+        already slow a site down): the engine slows their sites down too."""
         failed = [
             o
             for o in outcomes
@@ -282,7 +322,7 @@ class BounceProcessor:
             and o.state in (RecipientState.BOUNCED, RecipientState.DEFERRED, RecipientState.EXPIRED)
         ]
         if not failed:
-            return
+            return set()
         async with self._db.acquire() as conn, conn.transaction():
             rows = {r.id: r for r in await self._rows(conn, [o.recipient_id for o in failed])}
             recorded = []
@@ -299,6 +339,15 @@ class BounceProcessor:
                 recorded.append(event)
             await events.record(conn, recorded)
             await policy.apply(conn, recorded)
+        return {
+            e.domain
+            for e, o in zip(recorded, failed, strict=True)
+            if e.reason in REPUTATION_REASONS and (o.code or 0) >= 500 and e.domain
+        }
+
+
+def _slows_site(e: BounceEvent) -> bool:
+    return e.kind is EventKind.BOUNCED and e.reason in REPUTATION_REASONS and bool(e.domain)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from bounce import events, policy
 from bounce.classify import Classifier, default_classifier
-from bounce.events import BounceEvent, EventKind
+from bounce.events import BounceEvent, EventKind, storable
 from bounce.reasons import Reason
 from mta.queries import Queries
 
@@ -278,15 +278,15 @@ def mailgun_notices(data: dict[str, Any]) -> list[Notice]:
 
 _POSTMARK_TYPES = {
     "hardbounce": (Reason.USERUNKNOWN, True),
-    "softbounce": (Reason.MAILBOXFULL, False),
+    "softbounce": (None, False),  # "unable to temporarily deliver": the text may say why
     "dnserror": (Reason.HOSTUNKNOWN, True),
     "spamnotification": (Reason.SPAMDETECTED, False),
     "blocked": (Reason.BLOCKED, False),
     "autoresponder": (Reason.VACATION, None),
     "addresschange": (Reason.HASMOVED, True),
     "manuallydeactivated": (Reason.SUSPEND, False),
-    "badEmailaddress".lower(): (Reason.USERUNKNOWN, True),
-    "inboundError".lower(): (Reason.SYSTEMERROR, False),
+    "bademailaddress": (Reason.USERUNKNOWN, True),
+    "inbounderror": (Reason.SYSTEMERROR, False),
 }
 
 
@@ -425,8 +425,9 @@ class Webhooks:
         return len(found)
 
     async def _event(self, conn: asyncpg.Connection, source: str, n: Notice) -> BounceEvent:
-        address = n.address.strip().strip("<>").lower()
-        row = await conn.fetchrow(SQL["recipient-for-webhook"], address, n.message_id.strip("<>"))
+        address = storable(n.address.strip().strip("<>").lower(), 320)
+        message_id = storable(n.message_id.strip("<>"), 998)
+        row = await conn.fetchrow(SQL["recipient-for-webhook"], address, message_id)
         if n.kind is EventKind.COMPLAINED or n.kind is EventKind.UNSUBSCRIBED:
             reason, hard = Reason.FEEDBACK, None
         else:

@@ -199,6 +199,9 @@ class Daemon:
         await self._start_intake()
         await self._start_tracker()
         await self._start_delivery()
+        if self.bounce is not None and self.engines:
+            # DSNs that report a reputation refusal slow the site down like a 421 would.
+            self.bounce.on_reputation = self._slow_down_site  # type: ignore[attr-defined]
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
 
@@ -229,17 +232,23 @@ class Daemon:
             max_body_size=config.http.max_body_size,
             ready=self._is_ready,
             prepare=prepare,
-            mounts=self._webhook_routes(),
+            mounts=self._bounce_routes(credentials),
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:
             self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
-    def _webhook_routes(self) -> list:
-        """The bounce package's provider webhooks, mounted at /webhooks on the HTTP API."""
+    def _slow_down_site(self, domain: str) -> None:
+        for engine in self.engines:
+            engine.slow_down(domain)
+
+    def _bounce_routes(self, credentials: CredentialStore) -> list:
+        """The bounce package's routes on the HTTP API: provider webhooks at /webhooks, and
+        suppressions (review, lift) at /api/v1/suppressions."""
         from starlette.routing import Mount
 
+        from bounce.api import SuppressionsApi
         from bounce.webhooks import Webhooks, WebhookSecrets
 
         b = self.config.bounce
@@ -250,7 +259,10 @@ class Daemon:
             b.webhook_mailgun_signing_key,
             b.webhook_postmark_credentials,
         )
-        return [Mount("/webhooks", routes=Webhooks(self.db, secrets).routes)]
+        return [
+            Mount("/webhooks", routes=Webhooks(self.db, secrets).routes),
+            *SuppressionsApi(self.db, credentials).routes,
+        ]
 
     async def _sample_queue(self) -> None:
         """Keep the queue-by-state gauge current (one GROUP BY every few seconds)."""

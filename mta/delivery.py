@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -91,7 +91,7 @@ class DeliveryEngine:
         share: int = 1,
         listen_url: str | None = None,
         preparer: MessagePreparer | None = None,
-        observer: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
+        observer: Callable[[Sequence[Outcome]], Awaitable[Iterable[str] | None]] | None = None,
     ) -> None:
         self._config = config
         self._preparer = preparer
@@ -115,7 +115,8 @@ class DeliveryEngine:
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
         # Told about every written batch of failed outcomes (the bounce processor, wired by
-        # mta/daemon.py); runs beside delivery, never in its way.
+        # mta/daemon.py); runs beside delivery, never in its way. It may answer with recipient
+        # domains whose sites refused us for reputation or policy: those sites slow down.
         self._observer = observer
         self._observing: set[asyncio.Task[None]] = set()
         self._slots = ConnectionSlots(db, node)
@@ -416,9 +417,18 @@ class DeliveryEngine:
     async def _observe(self, failed: list[Outcome]) -> None:
         assert self._observer is not None
         try:
-            await self._observer(failed)
+            slow = await self._observer(failed)
         except Exception:  # an observer's failure must not touch delivery
             log.warning("delivery: outcome observer failed", exc_info=True)
+            return
+        for domain in slow or ():
+            self.slow_down(domain)
+
+    def slow_down(self, domain: str) -> None:
+        """Make the site that receives `domain` back off, as after a 421."""
+        for site in self._sites.values():
+            if domain in site.domains:
+                site.slow_down()
 
     async def _flush_loop(self) -> None:
         while True:

@@ -198,7 +198,9 @@ def _api_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def _authenticate(request: Request, credentials: CredentialStore) -> Credential:
+async def authenticate(request: Request, credentials: CredentialStore) -> Credential:
+    """The API key's credential (Bearer or X-Api-Key); Unauthorized / InvalidApiKey otherwise.
+    Public: routes other packages mount on this API (bounce's suppressions) use it too."""
     key = _api_key(request)
     if key is None:
         raise Unauthorized("an API key is required: 'Authorization: Bearer sm_...' or X-Api-Key")
@@ -334,7 +336,7 @@ class Messages:
 
     async def submit(self, request: Request) -> Response:
         upload = request.state.upload = Upload(request)  # marks a submission for the handler
-        credential = await _authenticate(request, self.credentials)
+        credential = await authenticate(request, self.credentials)
         media_type = _media_type(request)
         if media_type == JSON_TYPE:
             read = self._from_json
@@ -406,7 +408,7 @@ class Messages:
         return await self._with_options(credential, submission, options)
 
     async def recipient(self, request: Request) -> Response:
-        credential = await _authenticate(request, self.credentials)
+        credential = await authenticate(request, self.credentials)
         recipient_id = request.path_params["id"]
         status = None
         if recipient_id <= _MAX_BIGINT:

@@ -284,6 +284,10 @@ class Site:
         self._report(job, reply.code, reply.text, conn.peer, _ms(started))
         return True
 
+    def slow_down(self) -> None:
+        """Back off from outside: the bounce processor saw this site refuse our reputation."""
+        self._slow_down()
+
     def _slow_down(self) -> None:
         """A 421 or a refused connection: the site asks us to back off."""
         slowed = self.throttle.slowed

@@ -43,7 +43,13 @@ def test_bounce_parse_reports_a_missing_file(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["bounce", "parse"], ["suppressions", "list"], ["suppressions", "lift"]]
+    "argv",
+    [
+        ["bounce", "parse"],
+        ["bounce", "signals"],
+        ["suppressions", "list"],
+        ["suppressions", "lift"],
+    ],
 )
 def test_every_bounce_command_has_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -73,3 +79,45 @@ async def test_suppressions_list_and_lift(
     assert await asyncio.to_thread(main, args) == 0
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0
     assert await asyncio.to_thread(main, args) == 1  # nothing left to lift
+    capsys.readouterr()
+    await pool.execute(
+        "INSERT INTO bounce_signals (domain, reason, count, last_evidence)"
+        " VALUES ('dest.test', 'blocked', 4, '554 5.7.1 blocked using zen.spamhaus.org')"
+    )
+    signals = ["bounce", "signals", "--config", config, "--json"]
+    assert await asyncio.to_thread(main, signals) == 0
+    (signal,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 4)
+
+
+async def test_suppressions_over_the_http_api_are_scoped_to_the_keys_company(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    import httpx
+
+    from mta import credentials, tenants
+    from tests.test_bounce_processor import _daemon
+
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    acme = await tenants.ensure_company(daemon.db, "acme")
+    other = await tenants.ensure_company(daemon.db, "other")
+    for company, address in ((acme, "zed@dest.test"), (other, "yan@dest.test")):
+        await daemon.db.execute(
+            "INSERT INTO suppressions (company_id, address, reason, evidence)"
+            " VALUES ($1, $2, 'userunknown', 'dsn: 550 5.1.1')",
+            company,
+            address,
+        )
+    key = (await credentials.create_api_key(daemon.db, acme, "test")).secret
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        assert (await client.get("/api/v1/suppressions")).status_code == 401
+        listed = (await client.get("/api/v1/suppressions", headers=auth)).json()
+        assert [s["address"] for s in listed["suppressions"]] == ["zed@dest.test"]
+        assert listed["suppressions"][0]["evidence"] == "dsn: 550 5.1.1"
+        gone = await client.delete("/api/v1/suppressions/yan@dest.test", headers=auth)
+        assert (gone.status_code, gone.json()["error_code"]) == (404, "not_found")
+        assert (
+            await client.delete("/api/v1/suppressions/zed@dest.test", headers=auth)
+        ).status_code == 204
+    assert await daemon.db.fetchval("SELECT count(*) FROM suppressions") == 1

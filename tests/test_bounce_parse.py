@@ -242,6 +242,18 @@ The error that the other server returned was:
 
 To: kate@example.org
 """,
+    # HTML only, entities and tables (some providers send no text/plain part)
+    "html": b"""From: Mail Delivery System <postmaster@outlook.example>
+Subject: Undeliverable: Hello
+MIME-Version: 1.0
+Content-Type: text/html; charset="utf-8"
+
+<html><head><style>p {color: red}</style></head><body>
+<p><b>Your message to <a href="mailto:olga@example.org">olga@example.org</a> couldn&#39;t be
+delivered.</b></p><p>olga wasn&#39;t found at example.org.</p><table><tr><td>Remote Server
+returned &#39;550 5.1.1 RESOLVER.ADR.RecipNotFound; not found&#39;</td></tr></table>
+</body></html>
+""",
     # Sendmail without a DSN part
     "sendmail": b"""From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.jp>
 Subject: Returned mail: see transcript for details
@@ -264,6 +276,7 @@ Subject: Returned mail: see transcript for details
         ("domino", "john@example.org", Reason.USERUNKNOWN),
         ("gmail", "kate@example.org", Reason.MAILBOXFULL),
         ("sendmail", "taro@example.jp", Reason.USERUNKNOWN),
+        ("html", "olga@example.org", Reason.USERUNKNOWN),
     ],
 )
 def test_prose_bounces_find_the_reason_around_the_address(name, recipient, reason) -> None:

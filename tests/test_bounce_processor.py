@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import aiosmtplib
+import httpx
 import pytest
 
 from bounce.processor import BounceProcessor
@@ -60,6 +61,14 @@ async def _wait_processed(daemon, count: int, timeout: float = 10) -> list[dict]
         await asyncio.sleep(0.05)
 
 
+async def _slowed_sites(daemon) -> float:
+    """The sites-slowed gauge on /metrics."""
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        exposition = (await client.get("/metrics")).text
+    line = next(x for x in exposition.splitlines() if x.startswith("sendmill_sites_slowed "))
+    return float(line.split()[1])
+
+
 def _dsn(verp: str, recipient: str, status: str, diagnostic: str, message_id: str = "") -> bytes:
     headers = f"Message-ID: {message_id}\r\n" if message_id else ""
     return (
@@ -94,11 +103,17 @@ async def test_a_dsn_to_the_verp_address_bounces_and_suppresses_the_recipient(
     (suppression,) = await list_suppressions(daemon.db)
     assert (suppression.address, suppression.reason) == ("alice@dest.test", "userunknown")
     assert "550 5.1.1 User unknown" in suppression.evidence
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        exposition = (await client.get("/metrics")).text
+    assert (
+        'sendmill_bounce_events_total{kind="bounced",reason="userunknown",source="dsn"}'
+        in exposition
+    )
 
     # The next message to her is never sent; lifting the suppression lets mail through again.
-    await _submit(daemon, ["alice@dest.test"])
-    states = [r["state"] for r in await _wait_final(daemon, 2)]
-    assert states == ["delivered", "suppressed"]
+    await _submit(daemon, ["alice@dest.test"])  # suppressed at enqueue, before any delivery
+    states = await daemon.db.fetch("SELECT state::text FROM recipients ORDER BY id")
+    assert [r["state"] for r in states] == ["delivered", "suppressed"]
     assert await lift(daemon.db, "acme", "alice@dest.test")
     assert await list_suppressions(daemon.db) == []
     assert len(mx.messages) == 1
@@ -142,11 +157,13 @@ async def test_reputation_refusals_raise_a_signal_and_never_suppress(
 ):
     daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
     row = await _delivered(daemon, "carol@dest.test")
+    before = await _slowed_sites(daemon)
     verp = _verp(daemon, row["id"])
     text = "554 5.7.1 Service unavailable; Client host [192.0.2.9] blocked using zen.spamhaus.org"
     await _send_to_bounce_listener(daemon, verp, _dsn(verp, "carol@dest.test", "5.7.1", text))
     await _wait_processed(daemon, 1)
     assert await list_suppressions(daemon.db) == []
+    assert await _slowed_sites(daemon) == before + 1  # as a 421 would have
     signal = await daemon.db.fetchrow("SELECT * FROM bounce_signals")
     assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 1)
     assert "spamhaus" in signal["last_evidence"]
@@ -270,6 +287,25 @@ async def test_an_unreadable_message_is_kept_and_reported(
     assert await daemon.db.fetchval("SELECT count(*) FROM bounce_events") == 0
 
 
+async def test_nul_bytes_and_undecodable_headers_do_not_stop_processing(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, _ = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    row = await _delivered(daemon, "hank@dest.test")
+    verp = _verp(daemon, row["id"])
+    hostile = (
+        _dsn(verp, "hank@dest.test", "5.1.1", "550 5.1.1 no\x00such user MARK")
+        .replace(b"MARK", b"\xff\xfe")
+        .replace(b"Subject: Undelivered", b"Subject: \xff\x00Undelivered")
+    )
+    await _send_to_bounce_listener(daemon, verp, hostile)
+    await _send_to_bounce_listener(daemon, verp, _dsn(verp, "hank@dest.test", "5.1.1", "550 x"))
+    reports = await _wait_processed(daemon, 2)
+    assert [r["kind"] for r in reports] == ["bounce", "bounce"]
+    diagnostics = [r["diagnostic"] for r in await daemon.db.fetch("SELECT * FROM bounce_events")]
+    assert len(diagnostics) == 2 and "\x00" not in diagnostics[0]
+
+
 async def test_a_refusal_during_delivery_goes_through_the_same_classifier_and_policy(
     daemon_factory, dns_server, mx_factory, mx_port
 ):
@@ -327,3 +363,22 @@ async def test_two_processors_share_the_inbound_queue_without_double_processing(
     assert await pool.fetchval("SELECT count(*) FROM bounce_events") == 60
     assert await pool.fetchval("SELECT count(DISTINCT recipient_id) FROM bounce_events") == 60
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 60
+
+
+async def test_a_reputation_refusal_during_delivery_slows_the_site_and_suppresses_nobody(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    daemon, mx = await _daemon(daemon_factory, dns_server, mx_factory, mx_port)
+    text = "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+    mx.fail_rcpt["judy@dest.test"] = (554, text)
+
+    before = await _slowed_sites(daemon)
+    await _submit(daemon, ["judy@dest.test"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and await _slowed_sites(daemon) == before:
+        await asyncio.sleep(0.1)
+    assert await _slowed_sites(daemon) == before + 1
+    event = await daemon.db.fetchrow("SELECT * FROM bounce_events")
+    assert (event["reason"], event["source"]) == ("blocked", "smtp")
+    assert await list_suppressions(daemon.db) == []
+    assert await daemon.db.fetchval("SELECT count FROM bounce_signals") == 1

@@ -255,3 +255,35 @@ async def test_an_unconfigured_provider_is_not_found(
     async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
         for provider in ("ses", "sendgrid", "mailgun", "postmark"):
             assert (await client.post(f"/webhooks/{provider}", json={})).status_code == 404
+
+
+def test_ses_event_publishing_and_complaints_read_like_notifications():
+    from bounce.events import EventKind
+    from bounce.webhooks import ses_notices
+
+    complaint = {
+        "eventType": "Complaint",
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": "ann@dest.test"}],
+            "complaintFeedbackType": "abuse",
+        },
+        "mail": {"commonHeaders": {"messageId": "<m@example.test>"}},
+    }
+    (notice,) = ses_notices(complaint)
+    assert (notice.kind, notice.address, notice.message_id) == (
+        EventKind.COMPLAINED,
+        "ann@dest.test",
+        "<m@example.test>",
+    )
+    delivery = {"notificationType": "Delivery", "delivery": {"recipients": ["ann@dest.test"]}}
+    assert ses_notices(delivery) == []
+
+
+def test_a_tenants_bounce_settings_ignore_what_they_do_not_understand():
+    from bounce.policy import BouncePolicy
+
+    policy = BouncePolicy.from_settings(
+        {"soft_bounce_limit": "5", "suppress_hard": 1, "soft_bounce_window_days": 3, "x": 1}
+    )
+    assert policy == BouncePolicy(soft_bounce_window_days=3)
+    assert BouncePolicy.from_settings(None) == BouncePolicy()

@@ -102,3 +102,15 @@ WHERE lower(r.recipient) = $1
   AND (m.message_id IN ($2, '<' || $2 || '>') OR r.created_at > now() - interval '30 days')
 ORDER BY (m.message_id IN ($2, '<' || $2 || '>')) DESC, r.id DESC
 LIMIT 1;
+
+-- name: company-suppressions
+-- Suppressions of company $1, newest first, optionally only address $2; at most $3.
+SELECT address, reason, evidence, created_at
+FROM suppressions
+WHERE company_id = $1 AND ($2::text IS NULL OR address = lower($2))
+ORDER BY created_at DESC
+LIMIT $3;
+
+-- name: lift-company-suppression
+-- Removes the suppression of address $2 for company $1; returns it when there was one.
+DELETE FROM suppressions WHERE company_id = $1 AND address = lower($2) RETURNING address;
