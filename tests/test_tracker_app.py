@@ -238,6 +238,12 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
                 " WHERE datname = $1 AND pid <> pg_backend_pid()",
                 name,
             )
+            # pg_terminate_backend only signals: wait until the sessions are really gone, or
+            # the writer may still get a batch through one of them.
+            while await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name
+            ):
+                await asyncio.sleep(0.01)
             for _ in range(60):  # 50 fit in the buffer, 10 are dropped and counted
                 assert (await client.get(f"/o/{token}")).status_code == 200
             await asyncio.sleep(0.5)  # the writer fails and keeps retrying meanwhile
