@@ -112,7 +112,10 @@ class BounceProcessor:
         if not plus or prefix.lower() != self._unsubscribe.local_part or not token:
             return None
         if self._mailto_decoder is not None:
-            return self._mailto_decoder(token)
+            # The tracker's List-Unsubscribe form first; our own VERP form is still accepted.
+            request = self._mailto_decoder(token)
+            if request is not None:
+                return request
         try:
             return MailtoRequest(self._unsubscribe.decode(address), 0)
         except VerpError:

@@ -193,7 +193,7 @@ class TrackerConfig:
     buffer_size: int = 500_000
     batch_size: int = 500
     flush_interval: float = 0.1
-    unsubscribe_mailto: bool = False
+    unsubscribe_mailto: bool = True
     machine_rules: str | None = None
 
 
