@@ -54,7 +54,19 @@ ME = Schema(
 api = Api()
 
 
-@api.add("POST", "/api/auth/login", "Log in", "auth", public=True, body=LOGIN, response=TOKENS)
+@api.add(
+    "POST",
+    "/api/auth/login",
+    "Log in",
+    "auth",
+    public=True,
+    body=LOGIN,
+    response=TOKENS,
+    errors=(
+        (401, "wrong email, password or TOTP code, or a TOTP code is required"),
+        (429, "too many failed logins; see Retry-After"),
+    ),
+)
 async def login(call: Call) -> dict[str, Any]:
     body = call.body or {}
     pair = await call.services.auth.login(
@@ -80,6 +92,7 @@ async def login(call: Call) -> dict[str, Any]:
     public=True,
     body=REFRESH,
     response=TOKENS,
+    errors=((401, "unknown, spent or expired refresh token (a reused one ends its session)"),),
 )
 async def refresh(call: Call) -> dict[str, Any]:
     pair = await call.services.auth.refresh((call.body or {})["refresh_token"])
