@@ -15,7 +15,7 @@ from typing import Any
 from control.auth import new_totp_secret, totp_uri, verify_totp
 from control.errors import BadRequest, ValidationFailed
 from control.fields import Field, Schema, ro
-from control.routing import Api, Call
+from control.routing import Api, Call, record
 from mta.queries import Queries
 
 SQL = Queries("control")
@@ -54,6 +54,12 @@ ME = Schema(
 api = Api()
 
 
+async def _record(call: Call) -> None:
+    """The audit rows of an endpoint the pipeline does not wrap in a transaction."""
+    async with call.services.db.acquire() as conn, conn.transaction():
+        await record(conn, call)
+
+
 @api.add(
     "POST",
     "/api/auth/login",
@@ -62,6 +68,10 @@ api = Api()
     public=True,
     body=LOGIN,
     response=TOKENS,
+    # The authenticator runs its own transactions on the pool: the pipeline must not hold a
+    # connection around it, or as many concurrent logins as the pool has connections wait
+    # for one another forever. The audit row is written here once the login is done.
+    audited=False,
     errors=(
         (401, "wrong email, password or TOTP code, or a TOTP code is required"),
         (429, "too many failed logins; see Retry-After"),
@@ -81,6 +91,7 @@ async def login(call: Call) -> dict[str, Any]:
         company_id=pair.company_id,
         user_id=pair.user_id,
     )
+    await _record(call)
     return pair.as_json()
 
 
@@ -92,6 +103,7 @@ async def login(call: Call) -> dict[str, Any]:
     public=True,
     body=REFRESH,
     response=TOKENS,
+    audited=False,  # as login: the authenticator has its own transaction
     errors=((401, "unknown, spent or expired refresh token (a reused one ends its session)"),),
 )
 async def refresh(call: Call) -> dict[str, Any]:
@@ -99,7 +111,14 @@ async def refresh(call: Call) -> dict[str, Any]:
     return pair.as_json()
 
 
-@api.add("POST", "/api/auth/logout", "Log out: revoke this session", "auth", status=204)
+@api.add(
+    "POST",
+    "/api/auth/logout",
+    "Log out: revoke this session",
+    "auth",
+    status=204,
+    audited=False,  # as login: the authenticator writes on the pool
+)
 async def logout(call: Call) -> None:
     principal = call.principal
     assert principal is not None
@@ -107,6 +126,7 @@ async def logout(call: Call) -> None:
         raise BadRequest("API keys have no session to log out of; revoke the key instead")
     await call.services.auth.logout(principal.session_id)
     call.audit("user.logout", "user", principal.user_id, None, None)
+    await _record(call)
 
 
 @api.add("GET", "/api/auth/me", "Who is calling", "auth", response=ME)
