@@ -165,6 +165,7 @@ async def before_create(call: Call, data: dict[str, Any]) -> None:
     policy = cs.ApprovalPolicy.from_settings(await company_settings(call))
     size = await audience_size(call, data["target_list_id"], data.get("suppression_list_id"))
     data["approval_status"] = cs.request_approval(policy, size, call.user_id or 0).status
+    call.request.state.audience_size = size  # for the created event: counted once per create
 
 
 async def before_update(call: Call, data: dict[str, Any], current: Any) -> None:
@@ -210,7 +211,7 @@ async def after_write(call: Call, action: str, row: Any) -> None:
         await call.db.execute(
             SQL["increment-template-usage"], row["email_template_id"], call.company_id
         )
-        size = await audience_size(call, row["target_list_id"], row["suppression_list_id"])
+        size = call.request.state.audience_size  # same transaction, same list: from before_create
         call.emit("email_campaign.created", {**out(row), "recipient_count": size})
 
 
