@@ -520,6 +520,16 @@ def start_profiler(pid: int, seconds: int) -> subprocess.Popen | None:
     )
 
 
+def stop_database(state: Path) -> None:
+    """The embedded PostgreSQL outlives the daemon on purpose (mta/database.py): the bench
+    stops the one it joined, so no server is left running on bench/out."""
+    import pgserver
+
+    server = pgserver.get_server((state / "pgdata").absolute())
+    server.cleanup_mode = "stop"
+    server.cleanup()
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.quick:
         args.duration, args.closed_duration = 10, 5
@@ -537,9 +547,12 @@ async def main(args: argparse.Namespace) -> None:
         [str(Path(PY).parent / "sendmill"), "serve"], env=env, stdout=log, stderr=log
     )
     users: list[User] = []
+    joined_database = False
     try:
         await wait_port(ports["control"])
-        db = await asyncpg.connect(await database.resolve_url(config))
+        url = await database.resolve_url(config)
+        joined_database = True
+        db = await asyncpg.connect(url)
         hasher = password_hasher(
             config.control.password_time_cost, config.control.password_memory_kib
         )
@@ -590,6 +603,8 @@ async def main(args: argparse.Namespace) -> None:
             daemon.wait(60)
         except subprocess.TimeoutExpired:
             daemon.kill()
+        if joined_database:
+            stop_database(state)
 
 
 if __name__ == "__main__":
