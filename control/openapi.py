@@ -102,6 +102,8 @@ def _operation(e: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         responses["413"] = _error("body too large")
         responses["415"] = _error("unsupported content type")
     responses["422"] = _error("validation failed; details.fields names each problem")
+    for status, description in e.errors:
+        responses[str(status)] = _error(description)
     return op
 
 

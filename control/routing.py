@@ -63,6 +63,9 @@ class Endpoint:
     raw_body: str | None = None  # content type of a body the handler streams itself
     produces: str = "application/json"
     audited: bool = True
+    # (status, description) the handler answers beyond the pipeline's own, for the OpenAPI
+    # document: e.g. 401 from a public credential exchange
+    errors: tuple[tuple[int, str], ...] = ()
 
     @property
     def write(self) -> bool:

@@ -54,12 +54,8 @@ ME = Schema(
 api = Api()
 
 
-# The authenticator runs its own transactions (a failed login must still count, a reused
-# refresh token must still revoke its family, though the answer is 401): these endpoints run
-# outside the pipeline's transaction and record their audit rows themselves.
-
-
-async def _audit(call: Call) -> None:
+async def _record(call: Call) -> None:
+    """The audit rows of an endpoint the pipeline does not wrap in a transaction."""
     async with call.services.db.acquire() as conn, conn.transaction():
         await record(conn, call)
 
@@ -72,7 +68,14 @@ async def _audit(call: Call) -> None:
     public=True,
     body=LOGIN,
     response=TOKENS,
+    # The authenticator runs its own transactions on the pool: the pipeline must not hold a
+    # connection around it, or as many concurrent logins as the pool has connections wait
+    # for one another forever. The audit row is written here once the login is done.
     audited=False,
+    errors=(
+        (401, "wrong email, password or TOTP code, or a TOTP code is required"),
+        (429, "too many failed logins; see Retry-After"),
+    ),
 )
 async def login(call: Call) -> dict[str, Any]:
     body = call.body or {}
@@ -88,7 +91,7 @@ async def login(call: Call) -> dict[str, Any]:
         company_id=pair.company_id,
         user_id=pair.user_id,
     )
-    await _audit(call)
+    await _record(call)
     return pair.as_json()
 
 
@@ -100,7 +103,8 @@ async def login(call: Call) -> dict[str, Any]:
     public=True,
     body=REFRESH,
     response=TOKENS,
-    audited=False,
+    audited=False,  # as login: the authenticator has its own transaction
+    errors=((401, "unknown, spent or expired refresh token (a reused one ends its session)"),),
 )
 async def refresh(call: Call) -> dict[str, Any]:
     pair = await call.services.auth.refresh((call.body or {})["refresh_token"])
@@ -108,7 +112,12 @@ async def refresh(call: Call) -> dict[str, Any]:
 
 
 @api.add(
-    "POST", "/api/auth/logout", "Log out: revoke this session", "auth", status=204, audited=False
+    "POST",
+    "/api/auth/logout",
+    "Log out: revoke this session",
+    "auth",
+    status=204,
+    audited=False,  # as login: the authenticator writes on the pool
 )
 async def logout(call: Call) -> None:
     principal = call.principal
@@ -117,7 +126,7 @@ async def logout(call: Call) -> None:
         raise BadRequest("API keys have no session to log out of; revoke the key instead")
     await call.services.auth.logout(principal.session_id)
     call.audit("user.logout", "user", principal.user_id, None, None)
-    await _audit(call)
+    await _record(call)
 
 
 @api.add("GET", "/api/auth/me", "Who is calling", "auth", response=ME)

@@ -243,12 +243,16 @@ async def remove_member(call: Call) -> None:
     "contacts",
     permission=permission("lists", Action.READ),
     response=MEMBERSHIP,
+    paginated=True,
 )
-async def contact_lists(call: Call) -> dict[str, Any]:
+async def contact_lists(call: Call) -> Page:
     if await call.db.fetchrow(SQL["get-contact"], call.ids["id"], call.company_id) is None:
         raise NotFound("contact")
+    # A contact is on a handful of lists: all fetched (the GDPR export shares the query),
+    # paged here.
     rows = await call.db.fetch(SQL["contact-memberships"], call.ids["id"], call.company_id)
-    return {"results": [dict(r) for r in rows]}
+    limit, offset = call.limit_offset
+    return call.page(rows[offset : offset + limit], total=len(rows))
 
 
 # --- privacy (GDPR / CCPA) ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from control import campaign_status as cs
 from control.errors import NotFound
 from control.fields import Field, Schema, ro
 from control.permissions import ALL_PERMISSIONS, Action, permission
-from control.routing import Api, Call
+from control.routing import Api, Call, Page
 from mta.queries import Queries
 
 SQL = Queries("control")
@@ -113,10 +113,13 @@ async def update_settings(call: Call) -> dict[str, Any]:
     "settings",
     permission=permission("settings", Action.READ),
     response=API_KEY,
+    paginated=True,
 )
-async def list_api_keys(call: Call) -> dict[str, Any]:
-    rows = await call.db.fetch(SQL["list-api-keys"], call.company_id)
-    return {"results": [{f.name: r[f.name] for f in API_KEY.fields} for r in rows]}
+async def list_api_keys(call: Call) -> Page:
+    rows = await call.db.fetch(SQL["list-api-keys"], call.company_id, *call.limit_offset)
+    page = call.page(rows)
+    page.rows = [{f.name: r[f.name] for f in API_KEY.fields} for r in page.rows]
+    return page
 
 
 @api.add(

@@ -103,8 +103,10 @@ FROM api_keys k JOIN users u ON u.id = k.created_by_user_id
 WHERE k.key_prefix = $1 AND k.revoked_at IS NULL AND u.is_active AND NOT u.is_deleted;
 
 -- name: list-api-keys
-SELECT id, name, key_prefix, permissions, created_by_user_id, created_at, last_used_at, revoked_at
-FROM api_keys WHERE company_id = $1 ORDER BY id;
+-- Company $1's API keys, revoked ones included; $2 limit, $3 offset. `total` counts them all.
+SELECT id, name, key_prefix, permissions, created_by_user_id, created_at, last_used_at, revoked_at,
+       count(*) OVER () AS total
+FROM api_keys WHERE company_id = $1 ORDER BY id LIMIT $2 OFFSET $3;
 
 -- name: revoke-api-key
 UPDATE api_keys SET revoked_at = now()

@@ -1,16 +1,20 @@
 -- name: list-contact
 -- Company $1's contacts filtered by $2 text in address/name, $3 list membership (effective:
 -- subscribed to list $3), $4 opt-in state; $5 limit, $6 offset.
+-- The list's subscribed members are read once into a hash (an uncorrelated IN); only they
+-- are then checked against unsubscriptions (CASE fixes that order). A per-contact EXISTS
+-- probe of list_members cost 14 ms over a company of 10,000 contacts (bench/api).
 SELECT c.*, count(*) OVER () AS total FROM contacts c
 WHERE c.company_id = $1 AND NOT c.is_deleted
   AND ($2::text IS NULL OR strpos(c.email, lower($2)) > 0
        OR strpos(lower(coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '')),
                  lower($2)) > 0)
-  AND ($3::bigint IS NULL OR EXISTS (
-        SELECT 1 FROM list_members m
-        WHERE m.list_id = $3 AND m.contact_id = c.id AND m.state = 'subscribed'
-          AND NOT EXISTS (SELECT 1 FROM unsubscriptions u WHERE u.company_id = m.company_id
-                            AND u.address = c.email AND u.list_id IN (0, m.list_id))))
+  AND ($3::bigint IS NULL OR CASE WHEN c.id IN (
+            SELECT m.contact_id FROM list_members m
+            WHERE m.list_id = $3 AND m.company_id = $1 AND m.state = 'subscribed')
+        THEN NOT EXISTS (SELECT 1 FROM unsubscriptions u WHERE u.company_id = $1
+                           AND u.address = c.email AND u.list_id IN (0, $3))
+        ELSE false END)
   AND ($4::opt_in_state IS NULL OR c.opt_in_state = $4)
 ORDER BY c.id DESC LIMIT $5 OFFSET $6;
 
