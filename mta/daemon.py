@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-from mta import database, metrics, queue, tenants
+from mta import database, metrics, queue, site_signals, tenants
 from mta.config import Config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.delivery import DeliveryEngine
@@ -188,6 +188,7 @@ class Daemon:
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
     bounce: object | None = None  # bounce.processor.BounceProcessor
+    _announcing: set[asyncio.Task[None]] = field(default_factory=set)
     ready: bool = False
 
     async def start(self) -> None:
@@ -199,8 +200,9 @@ class Daemon:
         await self._start_intake()
         await self._start_tracker()
         await self._start_delivery()
-        if self.bounce is not None and self.engines:
-            # DSNs that report a reputation refusal slow the site down like a 421 would.
+        if self.bounce is not None:
+            # DSNs that report a reputation refusal slow the site down like a 421 would, in
+            # every delivery process and daemon (announced through the database).
             self.bounce.on_reputation = self._slow_down_site  # type: ignore[attr-defined]
         self.ready = True
         log.info("sendmill is up", extra={"hostname": config.hostname})
@@ -240,8 +242,10 @@ class Daemon:
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
     def _slow_down_site(self, domain: str) -> None:
-        for engine in self.engines:
-            engine.slow_down(domain)
+        assert self.db is not None
+        task = asyncio.create_task(site_signals.announce_slowdown(self.db, domain))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     def _bounce_routes(self, credentials: CredentialStore) -> list:
         """The bounce package's routes on the HTTP API: provider webhooks at /webhooks, and

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
-from mta import metrics, queue
+from mta import metrics, queue, site_signals
 from mta.budget import SharedBudget
 from mta.config import Config
 from mta.connection_slots import ConnectionSlots
@@ -167,12 +167,16 @@ class DeliveryEngine:
                 await self._listener.close()
 
     async def _listen(self) -> None:
-        """LISTEN for new-mail notifications so delivery starts without waiting for a poll."""
+        """LISTEN for new-mail notifications, so delivery starts without waiting for a poll, and
+        for site slow-downs announced by other parts of the daemon (mta/site_signals.py)."""
         if not self._listen_url:
             return
         try:
             self._listener = await asyncpg.connect(self._listen_url)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._listener.add_listener(
+                site_signals.CHANNEL, lambda _c, _p, _ch, domain: self.slow_down(domain)
+            )
         except Exception:  # polling still works; notifications are an optimisation
             log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
             self._listener = None

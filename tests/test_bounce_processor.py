@@ -14,10 +14,12 @@ import pytest
 
 from bounce.processor import BounceProcessor
 from bounce.suppressions import lift, list_suppressions
+from mta import queue, tenants
 from mta.config import parse_hostport
 from mta.inbound import store_inbound
 from mta.secret import server_secret
 from mta.verp import Verp
+from tests.fixtures_daemon import TEST_DOMAIN
 from tests.test_delivery_e2e import _submit, _wait_final
 
 BOUNCE_DOMAIN = "bounces.sendmill.test"
@@ -152,6 +154,48 @@ async def test_a_tenant_can_raise_its_soft_bounce_limit(
     assert await list_suppressions(daemon.db) == []
 
 
+async def _wait_slowed(daemon, expected: float, timeout: float = 10) -> bool:
+    """Slow-downs travel as database notifications: wait for the gauge to show them."""
+    deadline = time.monotonic() + timeout
+    while await _slowed_sites(daemon) != expected:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_dsn_reputation_refusal_slows_the_site_in_every_daemon(
+    tmp_path, daemon_factory, dns_server, mx_factory, mx_port
+):
+    settings = {"delivery": {"batch_size": 1, "poll_interval": "0.05s"}}
+    first, mx = await _daemon(
+        daemon_factory, dns_server, mx_factory, mx_port, state_dir=str(tmp_path / "a"), **settings
+    )
+    await daemon_factory(state_dir=str(tmp_path / "b"), **settings)
+    mx.accept_delay = 0.05
+    company = await tenants.ensure_company(first.db, "acme")
+    for i in range(16):
+        await queue.enqueue(
+            first.db,
+            queue.Submission(
+                company_id=company,
+                credential_id=None,
+                mail_from=f"app@{TEST_DOMAIN}",
+                from_domain=TEST_DOMAIN,
+                recipients=[f"r{i}@dest.test"],
+                body=f"From: app@{TEST_DOMAIN}\r\nSubject: {i}\r\n\r\nhi\r\n".encode(),
+            ),
+            3600,
+        )
+    rows = await _wait_final(first, 16)
+    assert await first.db.fetchval("SELECT count(DISTINCT node) FROM attempts") == 2
+    before = await _slowed_sites(first)  # one registry: both daemons run in this process
+    verp = _verp(first, rows[0]["id"])
+    text = "550 5.7.1 Message rejected due to poor sender reputation"
+    await _send_to_bounce_listener(first, verp, _dsn(verp, rows[0]["recipient"], "5.7.1", text))
+    assert await _wait_slowed(first, before + 2), "not every daemon slowed the site down"
+
+
 async def test_reputation_refusals_raise_a_signal_and_never_suppress(
     daemon_factory, dns_server, mx_factory, mx_port
 ):
@@ -163,7 +207,7 @@ async def test_reputation_refusals_raise_a_signal_and_never_suppress(
     await _send_to_bounce_listener(daemon, verp, _dsn(verp, "carol@dest.test", "5.7.1", text))
     await _wait_processed(daemon, 1)
     assert await list_suppressions(daemon.db) == []
-    assert await _slowed_sites(daemon) == before + 1  # as a 421 would have
+    assert await _wait_slowed(daemon, before + 1)  # as a 421 would have
     signal = await daemon.db.fetchrow("SELECT * FROM bounce_signals")
     assert (signal["domain"], signal["reason"], signal["count"]) == ("dest.test", "blocked", 1)
     assert "spamhaus" in signal["last_evidence"]
