@@ -188,6 +188,7 @@ class Daemon:
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
     bounce: object | None = None  # bounce.processor.BounceProcessor
+    intake_db: asyncpg.Pool | None = None  # SMTP and HTTP submission (generic plans)
     _announcing: set[asyncio.Task[None]] = field(default_factory=set)
     ready: bool = False
 
@@ -214,20 +215,26 @@ class Daemon:
 
         config, db = self.config, self.db
         assert db is not None
-        credentials = CredentialStore(db)
+        # Submission has its own pool whose statements are planned once (see database.connect):
+        # its hot path is a handful of fixed statements.
+        self.intake_db = await database.connect(
+            self.url, config.database.pool_size, generic_plans=True
+        )
+        intake = self.intake_db
+        credentials = CredentialStore(intake)
         policy = SubmissionPolicy(
-            db, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
+            intake, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
         self.bounce = build_bounce_processor(config, db)
         accepts = getattr(self.bounce, "accepts", None)
-        prepare = submission_preparer(config, db)  # tracking, decided once for both front ends
-        self.smtp = SmtpListeners(config, db, credentials, policy, verp, accepts, prepare)
+        prepare = submission_preparer(config, intake)  # tracking, decided once for both
+        self.smtp = SmtpListeners(config, intake, credentials, policy, verp, accepts, prepare)
         await self.smtp.start()
         if self.bounce is not None:
             self.bounce.start()  # type: ignore[attr-defined]
         app = create_app(
-            db=db,
+            db=intake,
             credentials=credentials,
             policy=policy,
             max_age=config.delivery.max_age,
@@ -398,6 +405,8 @@ class Daemon:
             await asyncio.to_thread(process.join, grace + 5)
             if process.is_alive():
                 process.kill()
+        if self.intake_db is not None:
+            await self.intake_db.close()
         if self.db is not None:
             await self.db.close()
         log.info("sendmill stopped")
