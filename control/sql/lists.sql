@@ -1,23 +1,10 @@
 -- name: list-list
 -- Company $1's lists filtered by $2 is_active, $3 list_type, $4 text in name/code; $5 limit,
--- $6 offset. Subscriber counts leave out deleted contacts and count as unsubscribed whoever
--- unsubscribed through mail (mta's unsubscriptions, from this list or all lists).
+-- $6 offset. Subscriber counts: list_subscriber_counts (control/schema).
 SELECT l.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count,
        count(*) OVER () AS total
 FROM email_lists l
-CROSS JOIN LATERAL (
-    SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
-               AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
-               AS unsubscribed_count
-    FROM list_members m
-    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
-    CROSS JOIN LATERAL (SELECT EXISTS (
-        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
-          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
-    WHERE m.list_id = l.id
-) s
+CROSS JOIN LATERAL list_subscriber_counts(l.id) s
 WHERE l.company_id = $1 AND NOT l.is_deleted
   AND ($2::boolean IS NULL OR l.is_active = $2)
   AND ($3::text IS NULL OR l.list_type = $3)
@@ -28,19 +15,7 @@ ORDER BY l.id DESC LIMIT $5 OFFSET $6;
 -- name: get-list
 SELECT l.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count
 FROM email_lists l
-CROSS JOIN LATERAL (
-    SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
-               AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
-               AS unsubscribed_count
-    FROM list_members m
-    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
-    CROSS JOIN LATERAL (SELECT EXISTS (
-        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
-          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
-    WHERE m.list_id = l.id
-) s
+CROSS JOIN LATERAL list_subscriber_counts(l.id) s
 WHERE l.id = $1 AND l.company_id = $2 AND NOT l.is_deleted;
 
 -- name: lock-list
@@ -73,19 +48,7 @@ WITH upd AS (
     RETURNING t.*
 )
 SELECT upd.*, s.total_subscribers, s.active_subscribers, s.unsubscribed_count
-FROM upd CROSS JOIN LATERAL (
-    SELECT count(*) AS total_subscribers,
-           count(*) FILTER (WHERE m.state = 'subscribed' AND NOT u.unsubscribed)
-               AS active_subscribers,
-           count(*) FILTER (WHERE m.state = 'unsubscribed' OR u.unsubscribed)
-               AS unsubscribed_count
-    FROM list_members m
-    JOIN contacts c ON c.id = m.contact_id AND NOT c.is_deleted
-    CROSS JOIN LATERAL (SELECT EXISTS (
-        SELECT 1 FROM unsubscriptions x WHERE x.company_id = m.company_id
-          AND x.address = c.email AND x.list_id IN (0, m.list_id)) AS unsubscribed) u
-    WHERE m.list_id = upd.id
-) s;
+FROM upd CROSS JOIN LATERAL list_subscriber_counts(upd.id) s;
 
 -- name: delete-list
 UPDATE email_lists SET is_deleted = true, deleted_at = now(), updated_at = now()
