@@ -4,13 +4,17 @@ times of day as HH:MM, addresses and UUIDs as strings."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from starlette.responses import JSONResponse
+
+# orjson writes aware datetimes in UTC as `...Z` without microseconds, the API's format;
+# what it does not know (addresses, decimals, bytes) goes through `to_json`.
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS | orjson.OPT_NAIVE_UTC
 
 
 def to_json(value: Any) -> Any:
@@ -32,7 +36,8 @@ def to_json(value: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return json.dumps(content, default=to_json, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON in the API's conventions (orjson: a tenth of the stdlib's cost)."""
+    return orjson.dumps(content, default=to_json, option=_OPTIONS)
 
 
 class ApiJSONResponse(JSONResponse):

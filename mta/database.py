@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from mta.config import Config
 
@@ -104,15 +105,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _json_dumps(value: object) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return orjson.dumps(value, default=str).decode()
 
 
 def _json_loads(value: str) -> object:
-    import json
-
-    return json.loads(value)
+    return orjson.loads(value)
 
 
 async def _reset_connection(conn: asyncpg.Connection) -> None:
