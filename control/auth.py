@@ -7,6 +7,8 @@ login throttling and API keys.
 - A refresh token is good once: using it marks it used and issues the next one in the same
   family. A used token presented again means it was copied: the whole family is revoked
   (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+- Principals are cached for seconds per credential and dropped as soon as PostgreSQL
+  announces a change to sessions, users or API keys (control/principal_cache.py).
 - Failed logins are counted per account and per client address in the database, so the
   throttle holds across daemons; past the limit, logins answer 429 until the window ends.
 - API keys read `smc_<prefix>_<secret>`; the prefix finds the row, the 256-bit secret is
@@ -38,6 +40,8 @@ from control.errors import (
 )
 from control.permissions import ALL_PERMISSIONS, role_permissions
 from control.principal import Principal
+from control.principal_cache import DEFAULT_TTL as DEFAULT_PRINCIPAL_TTL
+from control.principal_cache import PrincipalCache
 from mta.queries import Queries
 
 SQL = Queries("control")
@@ -124,6 +128,7 @@ class Authenticator:
         max_failures: int = 5,
         lockout: float = 900.0,
         hasher: argon2.PasswordHasher = DEFAULT_HASHER,
+        principal_ttl: float = DEFAULT_PRINCIPAL_TTL,
     ) -> None:
         self._db = db
         self.hasher = hasher
@@ -134,6 +139,7 @@ class Authenticator:
         self._refresh_ttl = refresh_ttl
         self._max_failures = max_failures
         self._lockout = lockout
+        self.principals = PrincipalCache(db, principal_ttl)
 
     # --- login / refresh / logout -----------------------------------------------------------
 
@@ -194,6 +200,7 @@ class Authenticator:
                     raise InvalidToken("the session has ended; log in again")
                 refresh = await self._new_refresh(conn, row["session_id"])
         if reuse:
+            self.principals.invalidate()
             raise InvalidToken(
                 "refresh token already used: every token of this session is revoked",
                 reason="refresh_token_reuse",
@@ -202,6 +209,7 @@ class Authenticator:
 
     async def logout(self, session_id: uuid.UUID) -> None:
         await self._db.execute(SQL["revoke-session"], session_id, "logout")
+        self.principals.invalidate()
 
     async def _new_refresh(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> str:
         token = REFRESH_PREFIX + secrets.token_urlsafe(32)
@@ -241,6 +249,10 @@ class Authenticator:
         return await self.token_principal(credential)
 
     async def token_principal(self, token: str) -> Principal:
+        cached = self.principals.get(token)
+        if cached is not None:
+            return cached
+        generation = self.principals.generation
         try:
             claims = jwt.decode(
                 token,
@@ -255,7 +267,7 @@ class Authenticator:
         row = await self._db.fetchrow(SQL["session-principal"], session_id)
         if row is None:
             raise InvalidToken("the session has ended; log in again")
-        return Principal(
+        principal = Principal(
             company_id=row["company_id"],
             permissions=role_permissions(row["role"]),
             user_id=row["user_id"],
@@ -263,19 +275,27 @@ class Authenticator:
             mfa=row["mfa"],
             session_id=session_id,
         )
+        self.principals.put(token, principal, generation, expires=float(claims["exp"]))
+        return principal
 
     async def _api_key_principal(self, key: str) -> Principal:
+        cached = self.principals.get(key)
+        if cached is not None:
+            return cached
+        generation = self.principals.generation
         prefix, _, secret = key[len(API_KEY_PREFIX) :].partition("_")
         row = await self._db.fetchrow(SQL["api-key-principal"], prefix) if secret else None
         if row is None or not hmac.compare_digest(row["secret_hash"], _sha256(secret)):
             raise InvalidToken("invalid API key")
-        return Principal(
+        principal = Principal(
             company_id=row["company_id"],
             permissions=frozenset(row["permissions"]) & role_permissions(row["role"]),
             user_id=row["user_id"],
             api_key_id=row["id"],
             role=None,
         )
+        self.principals.put(key, principal, generation)
+        return principal
 
     # --- API keys ---------------------------------------------------------------------------
 

@@ -63,6 +63,9 @@ class Endpoint:
     raw_body: str | None = None  # content type of a body the handler streams itself
     produces: str = "application/json"
     audited: bool = True
+    # writes that can change what a credential stands for (users, API keys): this process's
+    # principal cache is emptied once they commit, not only when the notification arrives
+    changes_principals: bool = False
     # (status, description) the handler answers beyond the pipeline's own, for the OpenAPI
     # document: e.g. 401 from a public credential exchange
     errors: tuple[tuple[int, str], ...] = ()
@@ -222,6 +225,8 @@ class EndpointRoute(Route):
                 call.db = conn
                 result = await spec.handler(call)
                 await record(conn, call)
+            if spec.changes_principals:
+                services.auth.principals.invalidate()
         return self._respond(result)
 
     def _respond(self, result: Any) -> Response:

@@ -394,6 +394,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.control_task, grace)
             await self.control_app.state.services.hub.stop()
+            await self.control_app.state.services.auth.principals.stop()
         for engine in self.engines:
             await engine.stop(grace)
         if self.tracker is not None:

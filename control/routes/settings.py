@@ -149,6 +149,7 @@ async def create_api_key(call: Call) -> dict[str, Any]:
     "Revoke an API key",
     "settings",
     permission=permission("settings", Action.DELETE),
+    changes_principals=True,
     status=204,
 )
 async def revoke_api_key(call: Call) -> None:

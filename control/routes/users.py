@@ -129,6 +129,7 @@ async def _keep_an_admin(call: Call, current: Any) -> None:
     "Update a user (role, name, active, password)",
     "users",
     permission=permission("users", Action.UPDATE),
+    changes_principals=True,
     body=USER_UPDATE,
     partial=True,
     response=USER,
@@ -169,6 +170,7 @@ async def update_user(call: Call) -> dict[str, Any]:
     "Delete a user (soft; sessions end)",
     "users",
     permission=permission("users", Action.DELETE),
+    changes_principals=True,
     status=204,
 )
 async def delete_user(call: Call) -> None:
