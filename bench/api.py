@@ -1,9 +1,10 @@
 """bench/api: the control API under simulated users, as the blueprint's load and stress tests.
 
 Starts `sendmill serve` (embedded PostgreSQL in bench/out/api/, the control API under uvicorn
-with uvloop and httptools, as in production) and seeds, in bulk with COPY into the control
-package's own tables: 10 companies, each with 1,000 campaigns (10,000 in all), 10,000 contacts
-(100,000) spread over 20 lists, 20 templates, 2 sender profiles and 50 users of every role.
+with uvloop and httptools in two processes, as configs/production.example.toml has it) and
+seeds, in bulk with COPY into the control package's own tables: 10 companies, each with 1,000
+campaigns (10,000 in all), 10,000 contacts (100,000) spread over 20 lists, 20 templates, 2
+sender profiles and 50 users of every role.
 
 Then three phases, each simulated user logged in (POST /api/auth/login) as a different user
 and driving its own aiohttp session (its own connection) with a mix a marketing team makes:
@@ -23,7 +24,7 @@ the closed loop, which is what a per-user limit is for) and uses a cheap argon2 
 logins take seconds; everything else is the shipped default.
 
 Usage: .venv/bin/python bench/api.py [--quick] [--load-users 120] [--stress-users 500]
-[--duration 60] [--clients 64] [--closed-duration 30] [--profile]
+[--duration 60] [--clients 64] [--closed-duration 30] [--processes 2] [--profile]
 (--quick: 10 s phases, 5 s closed loop, for a smoke run; --profile: py-spy records the daemon
 during the stress phase into bench/out/api/profile.txt.)
 The last output line is one JSON object:
@@ -119,7 +120,7 @@ async def wait_port(port: int, seconds: float = 120) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def write_config(state: Path, ports: dict[str, int]) -> Path:
+def write_config(state: Path, ports: dict[str, int], processes: int) -> Path:
     config = f"""
 hostname = "bench.sendmill.test"
 state_dir = "{state}"
@@ -137,6 +138,7 @@ listen = "127.0.0.1:{ports["tracker"]}"
 base_url = "http://127.0.0.1:{ports["tracker"]}"
 [control]
 listen = "127.0.0.1:{ports["control"]}"
+processes = {processes}
 access_token_ttl = "1h"
 rate_limit = "1000000/m"
 rate_burst = 100000
@@ -512,7 +514,7 @@ def start_profiler(pid: int, seconds: int) -> subprocess.Popen | None:
     out = OUT / "profile.txt"
     return subprocess.Popen(
         [
-            *(spy, "record", "--pid", str(pid), "--duration", str(seconds)),
+            *(spy, "record", "--pid", str(pid), "--duration", str(seconds), "--subprocesses"),
             *("--format", "raw", "--output", str(out), "--nonblocking"),
         ],
         stdout=subprocess.DEVNULL,
@@ -539,7 +541,7 @@ async def main(args: argparse.Namespace) -> None:
     state.mkdir(parents=True)
     names = ("smtp", "smtps", "bounce", "http", "tracker", "control")
     ports = {n: free_port() for n in names}
-    config_path = write_config(state, ports)
+    config_path = write_config(state, ports, args.processes)
     config = load_config(config_path)
     env = {**os.environ, "SENDMILL_CONFIG": str(config_path)}
     log = (OUT / "daemon.log").open("wb")
@@ -616,6 +618,9 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=64, help="closed-loop clients")
     parser.add_argument("--closed-duration", type=int, default=30)
     parser.add_argument("--profile", action="store_true", help="py-spy the stress phase")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="[control] processes (production example: 2)"
+    )
     arguments = parser.parse_args()
     try:
         import uvloop

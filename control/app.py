@@ -27,7 +27,7 @@ from control import openapi, websocket
 from control.auth import Authenticator, password_hasher
 from control.errors import BodyTooLarge, error_body
 from control.events import EventHub
-from control.ratelimit import RateLimiter
+from control.ratelimit import RateLimiter, SharedRateTable
 from control.responses import ApiJSONResponse
 from control.routes import ALL_APIS
 from control.spamd import SpamdClient
@@ -113,8 +113,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return ApiJSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(db: asyncpg.Pool, config: Config, server_secret: bytes) -> Starlette:
-    """The control API on pool `db`, configured by `config.control`."""
+def create_app(
+    db: asyncpg.Pool, config: Config, server_secret: bytes, rates: SharedRateTable | None = None
+) -> Starlette:
+    """The control API on pool `db`, configured by `config.control`; `rates` is the request
+    rate table its processes share (a private one when absent)."""
     control = config.control
     auth = Authenticator(
         db,
@@ -129,7 +132,7 @@ def create_app(db: asyncpg.Pool, config: Config, server_secret: bytes) -> Starle
         db=db,
         config=control,
         auth=auth,
-        limiter=RateLimiter(control.rate_limit, control.rate_burst),
+        limiter=RateLimiter(control.rate_limit, control.rate_burst, rates),
         hub=EventHub(db),
         spamd=SpamdClient(*parse_hostport(control.spamd, 783, "control.spamd"))
         if control.spamd

@@ -202,6 +202,7 @@ class ControlConfig:
     """The control API (control/): its own listener, tokens, throttles and limits."""
 
     listen: str | None = None  # absent: not served (configs/sendmill.toml sets 127.0.0.1:8080)
+    processes: int = 1  # 1: in the daemon's process; more: spawned, sharing the listener
     # HS256 key for access tokens; absent: derived from the server secret.
     jwt_secret: str | None = None
     access_token_ttl: float = 900.0
@@ -459,6 +460,8 @@ def _validate(config: Config) -> None:
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
     if config.tracker.processes < 1:
         raise ConfigError("tracker.processes: must be at least 1")
+    if config.control.processes < 1:
+        raise ConfigError("control.processes: must be at least 1")
     if not config.tracker.base_url.startswith(("https://", "http://")):
         raise ConfigError("tracker.base_url: must be an http(s):// URL")
     if config.control.listen is not None:

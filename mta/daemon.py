@@ -18,6 +18,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -182,9 +183,9 @@ class Daemon:
     smtp: object | None = None
     http: object | None = None
     http_task: asyncio.Task[None] | None = None
-    control: object | None = None  # the control API's uvicorn server (control/app.py)
-    control_app: object | None = None
-    control_task: asyncio.Task[None] | None = None
+    control: Any = None  # control.server.ControlServer, when served in this process
+    control_rates: Any = None  # the shared memory block of the control processes' rate table
+    control_lock: Any = None  # and the lock they take to update it
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
     bounce: object | None = None  # bounce.processor.BounceProcessor
@@ -245,7 +246,7 @@ class Daemon:
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:
-            self._start_control()
+            await self._start_control()
         self.sampler_task = asyncio.create_task(self._sample_queue())
 
     def _slow_down_site(self, domain: str) -> None:
@@ -300,28 +301,31 @@ class Daemon:
         self.http = server
         await server.serve()
 
-    def _start_control(self) -> None:
-        """The control API (control/) on its own listener, sharing the pool."""
-        import uvicorn
+    async def _start_control(self) -> None:
+        """The control API (control/) on its own listener: in this process on the daemon's
+        pool, or in `control.processes` processes sharing one request-rate table."""
+        from control.ratelimit import SharedRateTable
+        from control.server import ControlServer, control_process_main
 
-        from control.app import create_app as create_control_app
-
-        assert self.db is not None and self.config.control.listen
-        self.control_app = create_control_app(self.db, self.config, server_secret(self.config))
-        host, port = parse_hostport(self.config.control.listen, 8080, "control.listen")
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self.control_app,
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
+        config = self.config
+        if config.control.processes == 1:
+            assert self.db is not None
+            self.control = ControlServer(config, self.db)
+            await self.control.start()
+            return
+        ctx = multiprocessing.get_context("spawn")
+        # Kept for the daemon's lifetime: a spawned process rebuilds the lock by name.
+        self.control_lock = lock = ctx.Lock()
+        self.control_rates = SharedRateTable.create_block()
+        for index in range(config.control.processes):
+            process = ctx.Process(
+                target=control_process_main,
+                args=(config, index, self.control_rates.name, lock),
+                name=f"sendmill-control-{index}",
+                daemon=False,
             )
-        )
-        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
-        self.control = server
-        self.control_task = asyncio.create_task(server.serve())
+            process.start()
+            self.processes.append(process)
 
     async def _is_ready(self) -> bool:
         if not self.ready or self.db is None:
@@ -385,16 +389,11 @@ class Daemon:
             await self.bounce.stop()  # type: ignore[attr-defined]
         if self.http is not None:
             self.http.should_exit = True
-        if self.control is not None:
-            self.control.should_exit = True
         if self.http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.http_task, grace)
-        if self.control_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.control_task, grace)
-            await self.control_app.state.services.hub.stop()
-            await self.control_app.state.services.auth.principals.stop()
+        if self.control is not None:
+            await self.control.stop(grace)
         for engine in self.engines:
             await engine.stop(grace)
         if self.tracker is not None:
@@ -406,6 +405,9 @@ class Daemon:
             await asyncio.to_thread(process.join, grace + 5)
             if process.is_alive():
                 process.kill()
+        if self.control_rates is not None:
+            self.control_rates.close()
+            self.control_rates.unlink()
         if self.intake_db is not None:
             await self.intake_db.close()
         if self.db is not None:

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 
 import asyncpg
 
 from mta import database
-from mta.config import Config, parse_hostport
+from mta.config import Config
 from mta.logs import setup_logging
+from mta.reuseport import BACKLOG, listening_socket
 from mta.secret import server_secret
 from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
@@ -28,7 +28,6 @@ from tracker.prepare import DeliveryPreparer, Links, SubmissionPreparer
 from tracker.tokens import TokenCodec
 
 log = logging.getLogger("sendmill.tracker")
-BACKLOG = 4096
 PROCESS_POOL_SIZE = 3
 
 
@@ -57,18 +56,6 @@ def submission_preparer(config: Config, db: asyncpg.Pool) -> SubmissionPreparer:
     return SubmissionPreparer(db, build_codec(config))
 
 
-def listening_socket(address: str) -> socket.socket:
-    host, port = parse_hostport(address, 8090, "tracker.listen")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
-
-
 class TrackerServer:
     """One process's tracker: the app under uvicorn on a SO_REUSEPORT socket, and its writer."""
 
@@ -91,7 +78,7 @@ class TrackerServer:
         import uvicorn
 
         assert self.config.tracker.listen is not None
-        sock = listening_socket(self.config.tracker.listen)
+        sock = listening_socket(self.config.tracker.listen, 8090, "tracker.listen")
         self.writer.start()
         server = uvicorn.Server(
             uvicorn.Config(
