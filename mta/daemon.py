@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from mta.submission import SubmissionPolicy
 from mta.verp import Verp
 
 log = logging.getLogger("sendmill.daemon")
+# Service processes start afresh (spawn): forking a process with an event loop and open
+# connections would share them.
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def node_name(config: Config, index: int) -> str:
@@ -313,19 +317,18 @@ class Daemon:
             self.control = ControlServer(config, self.db)
             await self.control.start()
             return
-        ctx = multiprocessing.get_context("spawn")
         # Kept for the daemon's lifetime: a spawned process rebuilds the lock by name.
-        self.control_lock = lock = ctx.Lock()
+        self.control_lock = lock = SPAWN.Lock()
         self.control_rates = SharedRateTable.create_block()
         for index in range(config.control.processes):
-            process = ctx.Process(
-                target=control_process_main,
-                args=(config, index, self.control_rates.name, lock),
-                name=f"sendmill-control-{index}",
-                daemon=False,
-            )
-            process.start()
-            self.processes.append(process)
+            rates = (self.control_rates.name, lock)
+            self._spawn(control_process_main, (config, index, *rates), f"control-{index}")
+
+    def _spawn(self, target: Callable[..., None], args: tuple, name: str) -> None:
+        """A service process of this daemon, stopped with it (SIGTERM, then SIGKILL)."""
+        process = SPAWN.Process(target=target, args=args, name=f"sendmill-{name}", daemon=False)
+        process.start()
+        self.processes.append(process)
 
     async def _is_ready(self) -> bool:
         if not self.ready or self.db is None:
@@ -348,16 +351,8 @@ class Daemon:
             self.tracker = TrackerServer(config, self.db)
             await self.tracker.start()
             return
-        ctx = multiprocessing.get_context("spawn")
         for index in range(config.tracker.processes):
-            process = ctx.Process(
-                target=tracker_process_main,
-                args=(config, index),
-                name=f"sendmill-tracker-{index}",
-                daemon=False,
-            )
-            process.start()
-            self.processes.append(process)
+            self._spawn(tracker_process_main, (config, index), f"tracker-{index}")
 
     async def _start_delivery(self) -> None:
         config, db = self.config, self.db
@@ -366,16 +361,8 @@ class Daemon:
         if count == 1:
             self.engines.append(await start_engine(config, db, self.url, 0, 1))
             return
-        ctx = multiprocessing.get_context("spawn")
         for index in range(count):
-            process = ctx.Process(
-                target=delivery_process_main,
-                args=(config, index, count),
-                name=f"sendmill-delivery-{index}",
-                daemon=False,
-            )
-            process.start()
-            self.processes.append(process)
+            self._spawn(delivery_process_main, (config, index, count), f"delivery-{index}")
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, finish in-flight transactions, release leases."""

@@ -1,11 +1,19 @@
-"""Listening sockets that several processes bind at once (SO_REUSEPORT): the kernel spreads
-incoming connections over them. The tracker and the control API scale across cores this way."""
+"""Serving HTTP from several processes on one address (SO_REUSEPORT): the kernel spreads
+incoming connections over them. The tracker and the control API scale across cores this way:
+each process runs a `ReuseportServer`, started in the daemon or in a process of its own
+(`run_process`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from mta.config import parse_hostport
+from mta.config import Config, parse_hostport
+from mta.logs import setup_logging
 
 BACKLOG = 4096
 
@@ -22,3 +30,65 @@ def listening_socket(address: str, default_port: int, key: str) -> socket.socket
     sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+class ReuseportServer:
+    """An ASGI app under uvicorn on a SO_REUSEPORT socket, in the running event loop."""
+
+    def __init__(self, app: Any, name: str, http: type | str = "auto") -> None:
+        self.app = app
+        self.name = name
+        self.http = http
+        self.server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, address: str, default_port: int, key: str) -> None:
+        """Listen on `address`; returns once uvicorn serves, or raises why it could not."""
+        import uvicorn
+
+        sock = listening_socket(address, default_port, key)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                http=self.http,
+                backlog=BACKLOG,
+                timeout_keep_alive=30,
+            )
+        )
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
+        self.server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name=self.name)
+        while not server.started and not self._task.done():  # noqa: ASYNC110 (uvicorn's flag)
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, finish what is in flight (for up to `grace` seconds)."""
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, grace)
+
+
+def run_process(config: Config, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """The life of a spawned service process: logging, uvloop, then `body(stop)` until it
+    returns; `stop` is set by SIGTERM or SIGINT."""
+    setup_logging(config.log.level, config.log.format)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await body(stop)
+
+    asyncio.run(main())

@@ -212,7 +212,7 @@ async def test_a_client_that_pipelines_without_reading_is_not_buffered_without_b
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little for us
     sock.connect((host, int(port)))
     reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
-    state = server._server.server_state  # type: ignore[attr-defined]
+    state = server.http.server.server_state
     while not state.connections:
         await asyncio.sleep(0.01)
     for connection in state.connections:  # and little on the server's side either

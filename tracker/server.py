@@ -10,16 +10,13 @@ this hardware, so a busy tracker wants one process per core.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
 import asyncpg
 
 from mta import database
 from mta.config import Config
-from mta.logs import setup_logging
-from mta.reuseport import BACKLOG, listening_socket
+from mta.reuseport import ReuseportServer, run_process
 from mta.secret import server_secret
 from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
@@ -71,40 +68,15 @@ class TrackerServer:
             rules=MachineRules.load(t.machine_rules),
             trust_forwarded=t.trust_forwarded_for,
         )
-        self._server: object | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.http = ReuseportServer(self.app, "tracker-http", _http_protocol(self.app))
 
     async def start(self) -> None:
-        import uvicorn
-
         assert self.config.tracker.listen is not None
-        sock = listening_socket(self.config.tracker.listen, 8090, "tracker.listen")
         self.writer.start()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                http=_http_protocol(self.app),
-                backlog=BACKLOG,
-                timeout_keep_alive=30,
-            )
-        )
-        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
-        self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="tracker-http")
-        while not server.started and not self._task.done():  # noqa: ASYNC110 (uvicorn's flag)
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()  # raise the reason it could not start
+        await self.http.start(self.config.tracker.listen, 8090, "tracker.listen")
 
     async def stop(self, grace: float = 10.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True  # type: ignore[attr-defined]
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, grace)
+        await self.http.stop(grace)
         await self.writer.stop(grace)
 
 
@@ -122,24 +94,15 @@ def _http_protocol(app: TrackerApp) -> type | str:
 
 def tracker_process_main(config: Config, index: int) -> None:
     """Entry point of a spawned tracker process."""
-    setup_logging(config.log.level, config.log.format)
-    with contextlib.suppress(ImportError):
-        import uvloop
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_tracker_process(config, index))
+    async def body(stop: asyncio.Event) -> None:
+        url = await database.resolve_url(config)
+        db = await database.connect(url, PROCESS_POOL_SIZE)
+        server = TrackerServer(config, db)
+        await server.start()
+        log.info("tracker process %d listening on %s", index, config.tracker.listen)
+        await stop.wait()
+        await server.stop()
+        await db.close()
 
-
-async def _tracker_process(config: Config, index: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    url = await database.resolve_url(config)
-    db = await database.connect(url, PROCESS_POOL_SIZE)
-    server = TrackerServer(config, db)
-    await server.start()
-    log.info("tracker process %d listening on %s", index, config.tracker.listen)
-    await stop.wait()
-    await server.stop()
-    await db.close()
+    run_process(config, body)
