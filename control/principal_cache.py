@@ -3,7 +3,7 @@ database says something about them changed.
 
 Checking the session (or API key) in PostgreSQL on every request is what makes logout and
 revocation immediate, and it was the largest single cost of a request. The cache keeps that
-promise: triggers (control/schema/0003_principal_changes.sql) NOTIFY on every change that
+promise: triggers (control/schema/0007_principal_changes.sql) NOTIFY on every change that
 can alter a principal — a session revoked, a user's role, activity or company changed, an
 API key revoked or re-scoped — and one LISTENing connection per process empties the cache
 when such a notification arrives. Until that connection listens, or after it is lost, the
