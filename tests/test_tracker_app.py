@@ -1,5 +1,5 @@
 """The tracker app against a real PostgreSQL through httpx: recording rules, privacy settings,
-machine flags, the unsubscribe and preference pages, and no open redirect whatever is signed."""
+machine flags, the unsubscribe page, and no open redirect whatever is signed."""
 
 from __future__ import annotations
 
@@ -190,21 +190,6 @@ async def test_the_unsubscribe_page_offers_one_button_and_works_without_javascri
     assert await unsubscriptions.is_unsubscribed(tracker.db, tracker.company_id, "frank@dest.test")
     [event] = await tracker.events()
     assert event["kind"] == "unsubscribe" and event["list_id"] is None
-
-
-async def test_the_preference_page_leaves_and_rejoins_a_list(tracker: Tracker):
-    token = tracker.token(TokenKind.UNSUBSCRIBE)
-    page = await tracker.client.post(f"/p/{token}", data={"action": "leave-list"})
-    assert "This list: <strong>unsubscribed</strong>" in page.text
-    lists = await unsubscriptions.unsubscribed_lists(
-        tracker.db, tracker.company_id, "frank@dest.test"
-    )
-    assert [u.list_id for u in lists] == [2]
-    page = await tracker.client.post(f"/p/{token}", data={"action": "join-list"})
-    assert "This list: <strong>subscribed</strong>" in page.text
-    assert not await unsubscriptions.is_unsubscribed(
-        tracker.db, tracker.company_id, "frank@dest.test", 2
-    )
 
 
 async def test_pages_refuse_bad_tokens_and_tokens_of_other_tenants(tracker: Tracker):
