@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -217,6 +218,7 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             token = CODEC.make(Token(TokenKind.OPEN, 1, company_id, sent_at=LONG_AGO))
+            dropped_before = _dropped((await client.get("/metrics")).text)
             await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -233,6 +235,8 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
                 assert (await client.get(f"/o/{token}")).status_code == 200
             await asyncio.sleep(0.5)  # the writer fails and keeps retrying meanwhile
             assert writer.depth == 50 and writer.dropped == 10
+            # ... and the ten are in the metric operators alert on
+            assert _dropped((await client.get("/metrics")).text) == dropped_before + 10
             await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
             deadline = time.monotonic() + 15
             while writer.depth and time.monotonic() < deadline:
@@ -244,6 +248,12 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
         await admin.close()
         await writer.stop(2)
         await writer_pool.close()
+
+
+def _dropped(metrics_text: str) -> float:
+    match = re.search(r"^sendmill_tracker_events_dropped_total (\S+)$", metrics_text, re.M)
+    assert match, "the drop counter is exported"
+    return float(match.group(1))
 
 
 def test_settings_json_shape_is_what_the_writer_reads() -> None:
