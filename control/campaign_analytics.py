@@ -16,7 +16,7 @@ counts into what a marketer reads:
 A rate is null when it cannot be computed: nothing delivered yet, or (aggregate-only tenants,
 `tracking.per_recipient = false`) events that carry no recipient, so no unique count exists.
 Delivered and recipients are the larger of the campaign's counters and its rows in the mail
-queue.
+queue. Events older than `tracker.events_retention` are deleted, and leave these counts.
 """
 
 from __future__ import annotations

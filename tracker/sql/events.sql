@@ -62,3 +62,15 @@ FROM tracking_events
 WHERE company_id = $1 AND campaign_id = $2
 GROUP BY 1, kind
 ORDER BY 1, kind;
+
+-- name: try-purge-lock
+-- Whether this transaction may purge: one daemon at a time (the others skip their turn).
+SELECT pg_try_advisory_xact_lock(7411005);
+
+-- name: purge-events
+-- Deletes up to $2 tracking events that arrived before $1, oldest first (ids grow with time,
+-- so the primary key finds them without scanning the table).
+WITH doomed AS (
+    SELECT id FROM tracking_events WHERE at < $1 ORDER BY id LIMIT $2
+)
+DELETE FROM tracking_events e USING doomed WHERE e.id = doomed.id;
