@@ -58,6 +58,10 @@ class Field:
     default: Any = MISSING
     read_only: bool = False
     description: str = ""
+    # responses: the shape of an "object" field, or of an "array" field's items
+    shape: Schema | None = None
+    # responses: present only when the request asked for it (e.g. ?include_analytics=true)
+    optional: bool = False
 
     def openapi(self) -> dict[str, Any]:
         spec: dict[str, Any] = dict(_JSON_TYPES[self.type])
@@ -76,6 +80,11 @@ class Field:
             spec["items"] = dict(_JSON_TYPES[self.items])
             if self.enum is not None:
                 spec["items"]["enum"] = spec.pop("enum")
+        if self.shape is not None:
+            if self.type == "array":
+                spec["items"] = self.shape.openapi()
+            else:
+                spec.update(self.shape.openapi())
         if self.nullable:
             spec["nullable"] = True
         if self.read_only:
@@ -222,7 +231,7 @@ class Schema:
             spec["additionalProperties"] = False
         required = [f.name for f in fields if f.required and not partial]
         if not for_input:
-            required = [f.name for f in fields]
+            required = [f.name for f in fields if not f.optional]
         if required:
             spec["required"] = required
         return spec

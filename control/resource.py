@@ -44,6 +44,11 @@ class ResourceSpec:
     before_delete: Hook = _no_hook  # (call, current)
     after_write: Hook = _no_hook  # (call, action, row)
     serialize: Callable[[Call, Any], dict[str, Any]] | None = None
+    # GET of one item: extra query parameters, a richer response, and the hook that adds to
+    # it (campaigns: ?include_analytics=true)
+    get_query: tuple[Field, ...] = ()
+    get_response: Schema | None = None
+    after_get: Callable[[Call, Any, dict[str, Any]], Awaitable[None]] | None = None
     # what the audit log keeps of a row; contacts keep no personal data there, since the
     # append-only log could not honour an erasure
     audit_view: Callable[[Any], dict[str, Any]] | None = None
@@ -75,7 +80,10 @@ def register(api: Api, spec: ResourceSpec) -> None:
         row = await call.db.fetchrow(SQL[f"get-{spec.sql}"], call.ids["id"], call.company_id)
         if row is None:
             raise NotFound(title)
-        return spec.out(call, row)
+        result = spec.out(call, row)
+        if spec.after_get is not None:
+            await spec.after_get(call, row, result)
+        return result
 
     async def create_item(call: Call) -> dict[str, Any]:
         data = dict(call.body or {})
@@ -150,7 +158,8 @@ def register(api: Api, spec: ResourceSpec) -> None:
         f"Get a {title}",
         spec.tag,
         permission=permission(perm, Action.READ),
-        response=spec.schema,
+        query=spec.get_query,
+        response=spec.get_response or spec.schema,
     )(get_item)
     for method in ("PUT", "PATCH"):
         api.add(

@@ -195,6 +195,8 @@ class TrackerConfig:
     flush_interval: float = 0.1
     unsubscribe_mailto: bool = True
     machine_rules: str | None = None
+    # tracking events older than this are deleted (hourly, in batches); 0 keeps them all
+    events_retention: float = 400 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ _DURATION_KEYS = {
     },
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
-    "tracker": {"flush_interval"},
+    "tracker": {"flush_interval", "events_retention"},
     "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
 }
 
@@ -462,6 +464,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("tracker.processes: must be at least 1")
     if config.control.processes < 1:
         raise ConfigError("control.processes: must be at least 1")
+    if config.tracker.events_retention < 0:
+        raise ConfigError("tracker.events_retention: must be a duration, or 0 to keep all")
     if not config.tracker.base_url.startswith(("https://", "http://")):
         raise ConfigError("tracker.base_url: must be an http(s):// URL")
     if config.control.listen is not None:

@@ -192,6 +192,7 @@ class Daemon:
     control_lock: Any = None  # and the lock they take to update it
     sampler_task: asyncio.Task[None] | None = None
     tracker: object | None = None
+    retention: object | None = None  # tracker.retention.EventsRetention
     bounce: object | None = None  # bounce.processor.BounceProcessor
     intake_db: asyncpg.Pool | None = None  # SMTP and HTTP submission (generic plans)
     _announcing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -340,14 +341,18 @@ class Daemon:
         return all(p.is_alive() for p in self.processes)
 
     async def _start_tracker(self) -> None:
-        """The tracker's own listener: in this process, or in `tracker.processes` processes."""
+        """The tracker's own listener: in this process, or in `tracker.processes` processes;
+        and the purge of old tracking events (in every daemon: they take turns)."""
+        from tracker.retention import EventsRetention
         from tracker.server import TrackerServer, tracker_process_main
 
         config = self.config
+        assert self.db is not None
+        self.retention = EventsRetention(self.db, config.tracker.events_retention)
+        self.retention.start()
         if not config.tracker.listen:
             return
         if config.tracker.processes == 1:
-            assert self.db is not None
             self.tracker = TrackerServer(config, self.db)
             await self.tracker.start()
             return
@@ -385,6 +390,8 @@ class Daemon:
             await engine.stop(grace)
         if self.tracker is not None:
             await self.tracker.stop(grace)
+        if self.retention is not None:
+            await self.retention.stop()  # type: ignore[attr-defined]
         for process in self.processes:
             if process.is_alive() and process.pid:
                 os.kill(process.pid, signal.SIGTERM)

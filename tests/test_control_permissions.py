@@ -154,6 +154,9 @@ CELLS: dict[tuple[str, str], list[tuple[Request, int]]] = {
     ("analytics", "read"): [
         (req("GET", "/api/analytics/summary/"), 200),
         (req("GET", "/api/email-campaigns/{campaign}/performance/"), 200),
+        (req("GET", "/api/email-campaigns/{campaign}/analytics/"), 200),
+        (req("GET", "/api/email-campaigns/{campaign}/?include_analytics=true"), 200),
+        (req("GET", "/api/email-campaigns/{campaign}/?include_performance=true"), 200),
     ],
     ("settings", "create"): [
         (

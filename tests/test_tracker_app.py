@@ -1,10 +1,11 @@
 """The tracker app against a real PostgreSQL through httpx: recording rules, privacy settings,
-machine flags, the unsubscribe and preference pages, and no open redirect whatever is signed."""
+machine flags, the unsubscribe page, and no open redirect whatever is signed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -192,21 +193,6 @@ async def test_the_unsubscribe_page_offers_one_button_and_works_without_javascri
     assert event["kind"] == "unsubscribe" and event["list_id"] is None
 
 
-async def test_the_preference_page_leaves_and_rejoins_a_list(tracker: Tracker):
-    token = tracker.token(TokenKind.UNSUBSCRIBE)
-    page = await tracker.client.post(f"/p/{token}", data={"action": "leave-list"})
-    assert "This list: <strong>unsubscribed</strong>" in page.text
-    lists = await unsubscriptions.unsubscribed_lists(
-        tracker.db, tracker.company_id, "frank@dest.test"
-    )
-    assert [u.list_id for u in lists] == [2]
-    page = await tracker.client.post(f"/p/{token}", data={"action": "join-list"})
-    assert "This list: <strong>subscribed</strong>" in page.text
-    assert not await unsubscriptions.is_unsubscribed(
-        tracker.db, tracker.company_id, "frank@dest.test", 2
-    )
-
-
 async def test_pages_refuse_bad_tokens_and_tokens_of_other_tenants(tracker: Tracker):
     token = tracker.token(TokenKind.UNSUBSCRIBE)
     other_company = tracker.token(TokenKind.UNSUBSCRIBE, company_id=tracker.company_id + 1)
@@ -232,6 +218,7 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             token = CODEC.make(Token(TokenKind.OPEN, 1, company_id, sent_at=LONG_AGO))
+            dropped_before = _dropped((await client.get("/metrics")).text)
             await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -248,6 +235,8 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
                 assert (await client.get(f"/o/{token}")).status_code == 200
             await asyncio.sleep(0.5)  # the writer fails and keeps retrying meanwhile
             assert writer.depth == 50 and writer.dropped == 10
+            # ... and the ten are in the metric operators alert on
+            assert _dropped((await client.get("/metrics")).text) == dropped_before + 10
             await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
             deadline = time.monotonic() + 15
             while writer.depth and time.monotonic() < deadline:
@@ -259,6 +248,12 @@ async def test_events_wait_out_a_database_outage_and_overflow_is_counted(
         await admin.close()
         await writer.stop(2)
         await writer_pool.close()
+
+
+def _dropped(metrics_text: str) -> float:
+    match = re.search(r"^sendmill_tracker_events_dropped_total (\S+)$", metrics_text, re.M)
+    assert match, "the drop counter is exported"
+    return float(match.group(1))
 
 
 def test_settings_json_shape_is_what_the_writer_reads() -> None:

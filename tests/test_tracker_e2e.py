@@ -9,6 +9,8 @@ import email
 import email.policy
 import re
 import time
+from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -36,10 +38,10 @@ async def _api_key(daemon: Daemon) -> str:
     return (await credentials.create_api_key(daemon.db, company)).secret
 
 
-async def _send(daemon: Daemon, key: str, to: str, **fields: Any) -> dict:
+async def _send(daemon: Daemon, key: str, to: str | list[str], **fields: Any) -> dict:
     body = {
         "from": f"news@{TEST_DOMAIN}",
-        "to": [to],
+        "to": [to] if isinstance(to, str) else to,
         "subject": "Our sale",
         "text": "Sale! Unsubscribe: {{unsubscribe_url}}",
         "html": HTML,
@@ -331,3 +333,139 @@ async def test_smtp_submissions_ask_for_tracking_in_x_sendmill_fields(
     base = daemon.config.tracker.base_url
     assert f'href="{base}/c/' in html_part and f"{base}/o/" in html_part
     assert msg["List-Unsubscribe"].startswith(f"<{base}/u/")
+
+
+APPLE_MPP = "Mozilla/5.0"  # what Apple Mail Privacy Protection's proxies send
+SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel link protection)"
+
+
+def _fast_scanner_rules(tmp_path: Path) -> Path:
+    """The shipped machine rules with the link-scanner window cut from 10 s to 1 s, so the test
+    can click as a person after a short wait instead of ten seconds."""
+    shipped = (resources.files("tracker") / "machine_rules.toml").read_text()
+    assert shipped.count("within_seconds = 10") == 1
+    path = tmp_path / "machine_rules.toml"
+    path.write_text(shipped.replace("within_seconds = 10", "within_seconds = 1"))
+    return path
+
+
+async def test_the_control_api_reports_a_campaigns_raw_and_human_rates(
+    daemon_factory, dns_server, mx_factory, mx_port, control, tmp_path
+):
+    """Campaign mail for two people through the daemon; one opens as a person and through
+    Apple's proxy and clicks twice (a scanner, then herself), the other is opened only by
+    Apple's proxy. The control API shows the raw and the human figures side by side."""
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
+    dns_server.add_a("mx1.dest.test", "127.0.0.2")
+    daemon = await daemon_factory(tracker={"machine_rules": str(_fast_scanner_rules(tmp_path))})
+    company = await control.company("acme")  # the daemon's tenant
+    admin = await control.user(company, "admin")
+    ids = await control.fixtures(admin)
+    campaign = ids["campaign"]
+    api = control.client
+    sent = await api.post(f"/api/email-campaigns/{campaign}/send/", headers=admin.auth, json={})
+    assert sent.status_code == 200, sent.text
+
+    key = await _api_key(daemon)
+    queued = await _send(
+        daemon,
+        key,
+        ["dana@dest.test", "erin@dest.test"],
+        category="marketing",
+        campaign_id=campaign,
+        list_id=ids["list"],
+    )
+    for row in queued["recipients"]:
+        assert await _wait_state(daemon, row["id"]) == "delivered"
+    delivered_at = time.monotonic()
+    base = daemon.config.tracker.base_url
+    mail: dict[str, tuple[str, list[str]]] = {}
+    for received in mx.messages:
+        msg = email.message_from_bytes(received.data, policy=email.policy.default)
+        links = _links(msg.get_body(("html",)).get_content())
+        pixel = re.search(r'<img src="([^"]+)"', msg.get_body(("html",)).get_content()).group(1)
+        mail[received.rcpt_tos[0]] = (pixel, [u for u in links if u.startswith(f"{base}/c/")])
+    dana_pixel, dana_links = mail["dana@dest.test"]
+    erin_pixel, _ = mail["erin@dest.test"]
+
+    async with httpx.AsyncClient() as client:
+        # Apple's proxy fetches both pixels on arrival; Dana opens the message twice herself.
+        for pixel in (dana_pixel, erin_pixel):
+            response = await client.get(pixel, headers={"User-Agent": APPLE_MPP})
+            assert response.status_code == 200
+        for _ in range(2):
+            response = await client.get(dana_pixel, headers={"User-Agent": BROWSER})
+            assert response.status_code == 200
+        # past the (shortened) scanner window: a scanner's click is known by its user
+        # agent, and Dana's own click counts as a person's
+        await asyncio.sleep(max(0.0, delivered_at + 2.1 - time.monotonic()))
+        response = await client.get(dana_links[0], headers={"User-Agent": SCANNER})
+        assert response.status_code == 302
+        response = await client.get(dana_links[0], headers={"User-Agent": BROWSER})
+        assert response.status_code == 302
+    assert len(await _events(daemon, 6)) == 6
+
+    expected_open = {
+        "total": 4,
+        "unique_recipients": 2,
+        "human_total": 2,
+        "human_unique_recipients": 1,
+        "machine_total": 2,
+    }
+    expected_click = {
+        "total": 2,
+        "unique_recipients": 1,
+        "human_total": 1,
+        "human_unique_recipients": 1,
+        "machine_total": 1,
+    }
+    r = await api.get(f"/api/email-campaigns/{campaign}/analytics/", headers=admin.auth)
+    assert r.status_code == 200, r.text
+    analytics = r.json()
+    assert (analytics["recipients"], analytics["delivered"]) == (2, 2)
+    assert analytics["open"] == expected_open and analytics["click"] == expected_click
+    assert analytics["unsubscribe"]["total"] == 0
+    assert (analytics["open_rate"], analytics["human_open_rate"]) == (1.0, 0.5)
+    assert (analytics["click_rate"], analytics["human_click_rate"]) == (0.5, 0.5)
+    assert analytics["human_click_to_open_rate"] == 1.0
+    assert (analytics["open_machine_share"], analytics["click_machine_share"]) == (0.5, 0.5)
+    reasons = {(m["kind"], m["reason"]): m["count"] for m in analytics["machine_reasons"]}
+    assert reasons == {
+        ("open", "apple_mail_privacy_protection"): 2,
+        ("click", "security_scanner_user_agent"): 1,
+    }
+    [opens, clicks] = sorted(
+        (b for b in analytics["timeline"]), key=lambda b: b["kind"], reverse=True
+    )
+    assert (opens["kind"], opens["total"], opens["human_total"]) == ("open", 4, 2)
+    assert (clicks["kind"], clicks["total"], clicks["human_total"]) == ("click", 2, 1)
+
+    # the same object inside the campaign, when asked for (blueprint §9.1)
+    r = await api.get(f"/api/email-campaigns/{campaign}/", headers=admin.auth)
+    assert "analytics" not in r.json()
+    r = await api.get(
+        f"/api/email-campaigns/{campaign}/?include_analytics=true", headers=admin.auth
+    )
+    assert r.status_code == 200, r.text
+    embedded = r.json()["analytics"]
+    assert embedded == {k: v for k, v in analytics.items() if k != "timeline"}
+
+    # the dashboard: human rates next to the raw ones
+    r = await api.get("/api/analytics/summary/", headers=admin.auth)
+    summary = r.json()
+    assert (summary["delivered"], summary["opened"], summary["human_opened"]) == (2, 2, 1)
+    assert (summary["open_rate"], summary["human_open_rate"]) == (1.0, 0.5)
+    assert (summary["click_rate"], summary["human_click_rate"]) == (0.5, 0.5)
+
+    # another company sees nothing of it; a role without analytics:read is refused
+    stranger = await control.user(await control.company(), "admin")
+    r = await api.get(f"/api/email-campaigns/{campaign}/analytics/", headers=stranger.auth)
+    assert r.status_code == 404
+    writer = await control.user(company, "content_creator")
+    r = await api.get(f"/api/email-campaigns/{campaign}/analytics/", headers=writer.auth)
+    assert r.status_code == 403
+    r = await api.get(
+        f"/api/email-campaigns/{campaign}/?include_analytics=true", headers=writer.auth
+    )
+    assert r.status_code == 403 and r.json()["details"]["permission"] == "analytics:read"

@@ -5,7 +5,7 @@
                     a bad token is a 404 and never a redirect
     GET  /u/TOKEN   the unsubscribe page: one button (this list), one for all lists
     POST /u/TOKEN   unsubscribes at once; `List-Unsubscribe=One-Click` (RFC 8058) gets a 200
-    GET/POST /p/TOKEN   the preference page: stay on or leave this list / all lists
+    GET/POST /p/TOKEN   the preference page: the tenant's lists by name, which to stay on
     GET  /v/TOKEN   "view in browser": the recipient's HTML part
     GET  /metrics /healthz
 

@@ -307,11 +307,7 @@ class KindCounts:
     machine_total: int = 0
 
 
-async def campaign_counts(
-    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_id: int
-) -> dict[str, KindCounts]:
-    """Opens, clicks and unsubscribes of a campaign: raw and human-only, totals and unique."""
-    rows = await db.fetch(SQL["campaign-counts"], company_id, campaign_id)
+def _by_kind(rows: list[asyncpg.Record]) -> dict[str, KindCounts]:
     counts = {kind: KindCounts() for kind in ("open", "click", "unsubscribe")}
     for r in rows:
         counts[r["kind"]] = KindCounts(
@@ -322,6 +318,58 @@ async def campaign_counts(
             r["machine_total"],
         )
     return counts
+
+
+async def campaign_counts(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_id: int
+) -> dict[str, KindCounts]:
+    """Opens, clicks and unsubscribes of a campaign: raw and human-only, totals and unique."""
+    rows = await db.fetch(SQL["campaign-counts"], company_id, campaign_id)
+    return _by_kind(rows)
+
+
+async def campaigns_counts(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_ids: list[int]
+) -> dict[str, KindCounts]:
+    """`campaign_counts` summed over several campaigns of a company (dashboards)."""
+    rows = await db.fetch(SQL["campaigns-counts"], company_id, campaign_ids)
+    return _by_kind(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineReason:
+    kind: str
+    reason: str
+    count: int
+
+
+async def machine_reasons(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_id: int
+) -> list[MachineReason]:
+    """How many of a campaign's events each machine rule caught, most frequent first."""
+    rows = await db.fetch(SQL["campaign-machine-reasons"], company_id, campaign_id)
+    return [MachineReason(r["kind"], r["reason"] or "", r["count"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    at: datetime  # start of the hour or day (UTC)
+    kind: str
+    total: int
+    human_total: int
+
+
+TIMELINE_BUCKETS = ("hour", "day")
+
+
+async def campaign_timeline(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_id: int, bucket: str
+) -> list[Bucket]:
+    """A campaign's events per hour or day and kind; empty buckets are left out."""
+    if bucket not in TIMELINE_BUCKETS:
+        raise ValueError(f"bucket must be one of {TIMELINE_BUCKETS}")
+    rows = await db.fetch(SQL["campaign-timeline"], company_id, campaign_id, bucket)
+    return [Bucket(r["at"], r["kind"], r["total"], r["human_total"]) for r in rows]
 
 
 async def recipient_counts(

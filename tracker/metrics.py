@@ -29,6 +29,10 @@ EVENTS_DROPPED = Counter(
     "sendmill_tracker_events_dropped_total",
     "Events that could not be kept (buffer full during a database outage)",
 )
+EVENTS_PURGED = Counter(
+    "sendmill_tracker_events_purged_total",
+    "Events deleted because they were older than tracker.events_retention",
+)
 BUFFER_DEPTH = Gauge(
     "sendmill_tracker_buffer_depth",
     "Events waiting in memory to be written",

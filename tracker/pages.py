@@ -3,7 +3,8 @@
     GET  /u/TOKEN        states what will happen; one button (this list), one for all lists
     POST /u/TOKEN        unsubscribes at once; `List-Unsubscribe=One-Click` (RFC 8058) gets a
                          plain 200 with no further step
-    GET/POST /p/TOKEN    stay on or leave this list / all the company's lists
+    GET/POST /p/TOKEN    the company's lists by name, a checkbox each: which to stay on;
+                         or leave them all
     GET  /v/TOKEN        the recipient's HTML part, links rewritten, no pixel
 
 Pages are rare next to pixels and clicks: ordinary Starlette endpoints. They work without
@@ -18,6 +19,7 @@ from __future__ import annotations
 import email
 import html
 import time
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import asyncpg
@@ -53,6 +55,12 @@ border-radius:.4rem;border:2px solid #1d4ed8;cursor:pointer}}
 .primary{{background:#1d4ed8;color:#fff}} .secondary{{background:#fff;color:#1d4ed8}}
 button:focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
 p.note{{color:#52525b;font-size:.95rem}}
+fieldset{{border:0;margin:0;padding:0}} legend{{font-weight:600;margin-bottom:.25rem}}
+label.choice{{display:flex;flex-wrap:wrap;align-items:center;gap:.25rem .6rem;
+padding:.6rem 0;border-bottom:1px solid #e4e4e7;cursor:pointer}}
+label.choice input{{width:1.4rem;height:1.4rem;margin:0}}
+label.choice .note{{flex-basis:100%;padding-left:2rem;color:#52525b;font-size:.95rem}}
+input:focus-visible{{outline:3px solid #f59e0b;outline-offset:2px}}
 </style>
 </head>
 <body><main>
@@ -81,6 +89,62 @@ def _button(name: str, value: str, label: str, css: str = "primary") -> str:
         f'<button type="submit" class="{css}" name="{name}" value="{value}">'
         f"{html.escape(label)}</button>"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ListChoice:
+    """One list on the preference page."""
+
+    list_id: int
+    name: str
+    description: str
+    member: bool  # a subscribed membership (the list's mail is meant for the address)
+    unsubscribed: bool  # an unsubscription from this very list stops it
+    known: bool = True  # a list of the control API (else only a list_id in the token)
+
+    def receiving(self, all_off: bool) -> bool:
+        return self.member and not self.unsubscribed and not all_off
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    lists: list[ListChoice]
+    all_off: bool  # unsubscribed from every list of the company
+
+
+def _preferences_form(address: str, choices: Choices, saved: str) -> str:
+    parts = [f"<p>Choose the lists <strong>{html.escape(address)}</strong> receives.</p>"]
+    if saved:
+        parts.append(f'<p role="status"><strong>{html.escape(saved)}</strong></p>')
+    if choices.all_off:
+        parts.append(
+            "<p>You are unsubscribed from all our lists. Tick the ones you want and save to "
+            "receive them again.</p>"
+        )
+    boxes = []
+    for c in choices.lists:
+        checked = " checked" if c.receiving(choices.all_off) else ""
+        note = f'<span class="note">{html.escape(c.description)}</span>' if c.description else ""
+        boxes.append(
+            f'<label class="choice"><input type="checkbox" name="list" value="{c.list_id}"'
+            f"{checked}> <span>{html.escape(c.name)}</span>{note}</label>"
+        )
+    if boxes:
+        parts.append(
+            '<form method="post"><fieldset><legend>Lists</legend>'
+            + "".join(boxes)
+            + "</fieldset>"
+            + _button("action", "save", "Save preferences")
+            + "</form>"
+        )
+    if not choices.all_off:
+        parts.append(
+            '<form method="post">'
+            + _button("action", "leave-all", "Unsubscribe from all lists", "secondary")
+            + "</form>"
+        )
+    parts.append('<p class="note">You will still receive messages you need, such as receipts.</p>')
+    return "".join(parts)
 
 
 class PageError(Exception):
@@ -125,7 +189,8 @@ class Pages:
             raise _INVALID
         return address
 
-    async def _form(self, request: Request) -> dict[str, str]:
+    async def _fields(self, request: Request) -> dict[str, list[str]]:
+        """The form's fields, each with all its values (checkboxes repeat a name)."""
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -134,8 +199,30 @@ class Pages:
         text = body[:_MAX_FORM].decode("utf-8", "replace")
         if "multipart/form-data" in request.headers.get("content-type", ""):
             # RFC 8058 allows multipart: only the field names matter here
-            return {"List-Unsubscribe": "One-Click"} if "One-Click" in text else {}
-        return {k: v[0] for k, v in parse_qs(text).items()}
+            return {"List-Unsubscribe": ["One-Click"]} if "One-Click" in text else {}
+        return parse_qs(text)
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        return {k: v[0] for k, v in (await self._fields(request)).items()}
+
+    def _record_unsubscribe(self, request: Request, token: Token, list_id: int) -> str:
+        """The unsubscribe event (off the request path, like opens); returns the user agent."""
+        user_agent, ip, _ = self.hits.request_info(request.scope["headers"], request.client)
+        self.hits.writer.record(
+            Event(
+                "unsubscribe",
+                time.time(),
+                token.company_id,
+                token.recipient_id,
+                token.campaign_id,
+                list_id,
+                user_agent,
+                ip,
+                sent_at=token.sent_at,
+            )
+        )
+        self.hits.tally.event("unsubscribe", None)
+        return user_agent
 
     # --- unsubscribe ----------------------------------------------------------------------
 
@@ -162,7 +249,7 @@ class Pages:
         scope = "all" if form.get("scope") == "all" else "list"
         list_id = token.list_id if scope == "list" else unsubscriptions.ALL_LISTS
         address = await self._address(token)
-        user_agent, ip, _ = self.hits.request_info(request.scope["headers"], request.client)
+        user_agent, _, _ = self.hits.request_info(request.scope["headers"], request.client)
         try:
             await unsubscriptions.unsubscribe(
                 self.db,
@@ -174,20 +261,7 @@ class Pages:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _UNAVAILABLE from exc
-        self.hits.writer.record(
-            Event(
-                "unsubscribe",
-                time.time(),
-                token.company_id,
-                token.recipient_id,
-                token.campaign_id,
-                list_id,
-                user_agent,
-                ip,
-                sent_at=token.sent_at,
-            )
-        )
-        self.hits.tally.event("unsubscribe", None)
+        self._record_unsubscribe(request, token, list_id)
         self.hits.tally.request("unsubscribe", "one-click" if one_click else "page")
         if one_click:  # RFC 8058 §3.2: the POST itself is the whole interaction
             return PlainTextResponse("Unsubscribed.\n", headers={"Cache-Control": "no-store"})
@@ -204,55 +278,96 @@ class Pages:
     # --- preferences ----------------------------------------------------------------------
 
     async def preferences(self, request: Request) -> Response:
+        """The lists by name, a checkbox each; saving leaves the unticked ones and (re)joins
+        the ticked ones. Another button unsubscribes from all lists."""
         token = self._token(request, TokenKind.UNSUBSCRIBE)
         address = await self._address(token)
+        saved = ""
         try:
+            choices = await self._choices(token, address)
             if request.method == "POST":
-                await self._apply_preference(
-                    token, address, (await self._form(request)).get("action", "")
-                )
-            lists = {
-                u.list_id
-                for u in await unsubscriptions.unsubscribed_lists(
-                    self.db, token.company_id, address
-                )
-            }
+                fields = await self._fields(request)
+                action = (fields.get("action") or [""])[0]
+                if action == "leave-all":
+                    if await unsubscriptions.unsubscribe(
+                        self.db, token.company_id, address, source="page"
+                    ):
+                        self._record_unsubscribe(request, token, unsubscriptions.ALL_LISTS)
+                    saved = "You are unsubscribed from all our lists."
+                elif action == "save":
+                    await self._save(request, token, address, choices, fields.get("list", []))
+                    saved = "Your preferences are saved."
+                choices = await self._choices(token, address)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _UNAVAILABLE from exc
-        everything_off = unsubscriptions.ALL_LISTS in lists
-        rows = []
-        if token.list_id:
-            on = token.list_id not in lists and not everything_off
-            state = "subscribed" if on else "unsubscribed"
-            action = ("leave-list", "Leave this list") if on else ("join-list", "Stay on this list")
-            rows.append(f"<p>This list: <strong>{state}</strong></p>" + _button("action", *action))
-        state = "unsubscribed from all lists" if everything_off else "receiving our emails"
-        action = (
-            ("join-all", "Receive our emails again")
-            if everything_off
-            else ("leave-all", "Unsubscribe from all lists")
-        )
-        rows.append(
-            f"<p>Overall: <strong>{state}</strong></p>" + _button("action", *action, "secondary")
-        )
-        return _page(
-            "Email preferences",
-            f"<p>Preferences for <strong>{html.escape(address)}</strong></p>"
-            f'<form method="post">{"".join(rows)}</form>',
-        )
+        return _page("Email preferences", _preferences_form(address, choices, saved))
 
-    async def _apply_preference(self, token: Token, address: str, action: str) -> None:
-        company = token.company_id
-        if action == "leave-list" and token.list_id:
-            await unsubscriptions.unsubscribe(
-                self.db, company, address, token.list_id, source="page"
+    async def _choices(self, token: Token, address: str) -> Choices:
+        rows = await self.db.fetch(
+            SQL["list-preferences"], token.company_id, address, token.list_id
+        )
+        lists = [
+            ListChoice(
+                r["list_id"], r["list_name"], r["description"] or "", r["member"], r["unsubscribed"]
             )
-        elif action == "join-list" and token.list_id:
-            await unsubscriptions.resubscribe(self.db, company, address, token.list_id)
-        elif action == "leave-all":
-            await unsubscriptions.unsubscribe(self.db, company, address, source="page")
-        elif action == "join-all":
-            await unsubscriptions.resubscribe(self.db, company, address)
+            for r in rows
+        ]
+        unsubscribed = {
+            u.list_id
+            for u in await unsubscriptions.unsubscribed_lists(self.db, token.company_id, address)
+        }
+        if token.list_id and all(c.list_id != token.list_id for c in lists):
+            # mail from a list the control API does not know (an HTTP submission's list_id):
+            # offered under a generic name; the mail itself shows the address is on it
+            lists.insert(
+                0,
+                ListChoice(
+                    token.list_id,
+                    "The list this message was sent to",
+                    "",
+                    True,
+                    token.list_id in unsubscribed,
+                    known=False,
+                ),
+            )
+        return Choices(lists, unsubscriptions.ALL_LISTS in unsubscribed)
+
+    async def _save(
+        self,
+        request: Request,
+        token: Token,
+        address: str,
+        choices: Choices,
+        ticked: list[str],
+    ) -> None:
+        """Leave the unticked lists, (re)join the ticked ones: all or nothing."""
+        company = token.company_id
+        wanted = {c.list_id for c in choices.lists if str(c.list_id) in ticked}
+        stays_all_off = choices.all_off and not wanted
+        left = []
+        async with self.db.acquire() as conn, conn.transaction():
+            if choices.all_off and wanted:
+                # ticking a list after leaving them all: the all-lists record goes, and the
+                # lists left unticked get a record of their own below
+                await unsubscriptions.resubscribe(conn, company, address)
+            for choice in choices.lists:
+                if choice.list_id in wanted:
+                    if choice.unsubscribed:
+                        await unsubscriptions.resubscribe(conn, company, address, choice.list_id)
+                    if choice.known and not choice.member:
+                        await conn.fetchval(SQL["join-list"], company, address, choice.list_id)
+                elif choice.member and not choice.unsubscribed and not stays_all_off:
+                    await unsubscriptions.unsubscribe(
+                        conn,
+                        company,
+                        address,
+                        choice.list_id,
+                        source="page",
+                        evidence=f"recipient {token.recipient_id}; preference page",
+                    )
+                    left.append(choice.list_id)
+        for list_id in left:
+            self._record_unsubscribe(request, token, list_id)
 
     # --- view in browser ------------------------------------------------------------------
 

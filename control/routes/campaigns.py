@@ -19,13 +19,22 @@ from typing import Any
 
 from control import campaign_status as cs
 from control import content_checks
+from control.campaign_analytics import ANALYTICS, campaign_analytics
 from control.content_checks import EmailContent
-from control.errors import Conflict, ContentRejected, InUse, NotFound, ValidationFailed
+from control.errors import (
+    Conflict,
+    ContentRejected,
+    Forbidden,
+    InUse,
+    NotFound,
+    ValidationFailed,
+)
 from control.fields import Field, Schema, ro
 from control.permissions import Action, permission
 from control.resource import ResourceSpec, register
 from control.routing import Api, Call
 from mta.queries import Queries
+from tracker.events import TIMELINE_BUCKETS
 
 SQL = Queries("control")
 CODE_PATTERN = r"^[A-Za-z0-9-]+$"
@@ -228,6 +237,91 @@ async def after_write(call: Call, action: str, row: Any) -> None:
         call.emit("email_campaign.created", {**out(row), "recipient_count": count})
 
 
+PERFORMANCE = Schema(
+    "CampaignPerformance",
+    (
+        ro("id", "id"),
+        ro("total_recipients", "integer"),
+        ro("delivered_count", "integer"),
+        ro("opened_count", "integer"),
+        ro("clicked_count", "integer"),
+        ro("bounced_count", "integer"),
+        ro("unsubscribed_count", "integer"),
+        ro("delivery_rate", "number"),
+        ro("open_rate", "number"),
+        ro("click_rate", "number"),
+        ro("bounce_rate", "number"),
+        ro("unsubscribe_rate", "number"),
+    ),
+)
+
+
+def rates(row: Any) -> dict[str, Any]:
+    """Counters and rates: opens, clicks and unsubscribes per delivered; bounces per sent."""
+    total, delivered = row["total_recipients"], row["delivered_count"]
+
+    def ratio(n: int, d: int) -> float:
+        return round(n / d, 4) if d else 0.0
+
+    return {
+        "id": row["id"],
+        **{
+            k: row[k]
+            for k in PERFORMANCE.by_name
+            if k.endswith("_count") or k == "total_recipients"
+        },
+        "delivery_rate": ratio(delivered, total),
+        "open_rate": ratio(row["opened_count"], delivered),
+        "click_rate": ratio(row["clicked_count"], delivered),
+        "bounce_rate": ratio(row["bounced_count"], total),
+        "unsubscribe_rate": ratio(row["unsubscribed_count"], delivered),
+    }
+
+
+ANALYTICS_READ = permission("analytics", Action.READ)
+DETAIL = Schema(
+    "EmailCampaignDetail",
+    (
+        *SCHEMA.fields,
+        ro(
+            "performance",
+            "object",
+            shape=PERFORMANCE,
+            optional=True,
+            description="with include_performance=true (permission analytics:read)",
+        ),
+        ro(
+            "analytics",
+            "object",
+            shape=ANALYTICS,
+            optional=True,
+            description="with include_analytics=true (permission analytics:read)",
+        ),
+    ),
+)
+DETAIL_QUERY = (
+    Field("include_performance", "boolean", default=False),
+    Field(
+        "include_analytics",
+        "boolean",
+        default=False,
+        description="opens, clicks and unsubscribes, raw and human-only",
+    ),
+)
+
+
+async def after_get(call: Call, row: Any, result: dict[str, Any]) -> None:
+    """`?include_performance=true` / `?include_analytics=true` (blueprint §9.1): both need
+    analytics:read besides campaigns:read."""
+    wanted = [name for name in ("performance", "analytics") if call.query[f"include_{name}"]]
+    if wanted and not (call.principal is not None and call.principal.can(ANALYTICS_READ)):
+        raise Forbidden(f"permission {ANALYTICS_READ} required", permission=ANALYTICS_READ)
+    if "performance" in wanted:
+        result["performance"] = rates(row)
+    if "analytics" in wanted:
+        result["analytics"] = await campaign_analytics(call.db, row)
+
+
 api = Api()
 register(
     api,
@@ -243,6 +337,9 @@ register(
         before_update=before_update,
         before_delete=before_delete,
         after_write=after_write,
+        get_query=DETAIL_QUERY,
+        get_response=DETAIL,
+        after_get=after_get,
     ),
 )
 
@@ -466,47 +563,6 @@ async def reject_campaign(call: Call) -> dict[str, Any]:
     )
 
 
-PERFORMANCE = Schema(
-    "CampaignPerformance",
-    (
-        ro("id", "id"),
-        ro("total_recipients", "integer"),
-        ro("delivered_count", "integer"),
-        ro("opened_count", "integer"),
-        ro("clicked_count", "integer"),
-        ro("bounced_count", "integer"),
-        ro("unsubscribed_count", "integer"),
-        ro("delivery_rate", "number"),
-        ro("open_rate", "number"),
-        ro("click_rate", "number"),
-        ro("bounce_rate", "number"),
-        ro("unsubscribe_rate", "number"),
-    ),
-)
-
-
-def rates(row: Any) -> dict[str, Any]:
-    """Counters and rates: opens, clicks and unsubscribes per delivered; bounces per sent."""
-    total, delivered = row["total_recipients"], row["delivered_count"]
-
-    def ratio(n: int, d: int) -> float:
-        return round(n / d, 4) if d else 0.0
-
-    return {
-        "id": row["id"],
-        **{
-            k: row[k]
-            for k in PERFORMANCE.by_name
-            if k.endswith("_count") or k == "total_recipients"
-        },
-        "delivery_rate": ratio(delivered, total),
-        "open_rate": ratio(row["opened_count"], delivered),
-        "click_rate": ratio(row["clicked_count"], delivered),
-        "bounce_rate": ratio(row["bounced_count"], total),
-        "unsubscribe_rate": ratio(row["unsubscribed_count"], delivered),
-    }
-
-
 @api.add(
     "GET",
     "/api/email-campaigns/{id}/performance/",
@@ -520,3 +576,26 @@ async def campaign_performance(call: Call) -> dict[str, Any]:
     if row is None:
         raise NotFound("email campaign")
     return rates(row)
+
+
+@api.add(
+    "GET",
+    "/api/email-campaigns/{id}/analytics/",
+    "A campaign's opens, clicks and unsubscribes: raw and human-only, rates, timeline",
+    "campaigns",
+    permission=ANALYTICS_READ,
+    query=(
+        Field(
+            "bucket",
+            enum=TIMELINE_BUCKETS,
+            default="hour",
+            description="timeline bucket (UTC)",
+        ),
+    ),
+    response=ANALYTICS,
+)
+async def campaign_analytics_view(call: Call) -> dict[str, Any]:
+    row = await call.db.fetchrow(SQL["get-campaign"], call.ids["id"], call.company_id)
+    if row is None:
+        raise NotFound("email campaign")
+    return await campaign_analytics(call.db, row, timeline=call.query["bucket"])

@@ -102,19 +102,6 @@ WHERE company_id = $1 AND NOT is_deleted AND id <> $3
 -- name: increment-template-usage
 UPDATE email_templates SET usage_count = usage_count + 1 WHERE id = $1 AND company_id = $2;
 
--- name: analytics-summary
--- Company $1's totals over campaigns sent since $2.
-SELECT count(*) AS campaigns,
-       coalesce(sum(total_recipients), 0)::bigint AS recipients,
-       coalesce(sum(delivered_count), 0)::bigint AS delivered,
-       coalesce(sum(opened_count), 0)::bigint AS opened,
-       coalesce(sum(clicked_count), 0)::bigint AS clicked,
-       coalesce(sum(bounced_count), 0)::bigint AS bounced,
-       coalesce(sum(unsubscribed_count), 0)::bigint AS unsubscribed
-FROM email_campaigns
-WHERE company_id = $1 AND NOT is_deleted AND sent_date IS NOT NULL
-  AND ($2::timestamptz IS NULL OR sent_date >= $2);
-
 -- name: mark-approval-pending
 -- Campaign $1 needs approval after all (its audience grew past the company's threshold).
 UPDATE email_campaigns SET approval_status = 'pending' WHERE id = $1;
