@@ -10,7 +10,8 @@ login throttling and API keys.
 - Failed logins are counted per account and per client address in the database, so the
   throttle holds across daemons; past the limit, logins answer 429 until the window ends.
 - API keys read `smc_<prefix>_<secret>`; the prefix finds the row, the 256-bit secret is
-  compared as SHA-256 in constant time (a slow hash adds nothing at that entropy).
+  compared as SHA-256 in constant time (a slow hash adds nothing at that entropy). Their last
+  use is recorded to within a minute, off the request path (control/key_usage.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from control.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from control.key_usage import KeyUsage
 from control.permissions import ALL_PERMISSIONS, role_permissions
 from control.principal import Principal
 from mta.queries import Queries
@@ -134,6 +136,7 @@ class Authenticator:
         self._refresh_ttl = refresh_ttl
         self._max_failures = max_failures
         self._lockout = lockout
+        self.key_usage = KeyUsage(db)
 
     # --- login / refresh / logout -----------------------------------------------------------
 
@@ -269,6 +272,7 @@ class Authenticator:
         row = await self._db.fetchrow(SQL["api-key-principal"], prefix) if secret else None
         if row is None or not hmac.compare_digest(row["secret_hash"], _sha256(secret)):
             raise InvalidToken("invalid API key")
+        self.key_usage.used(row["id"])
         return Principal(
             company_id=row["company_id"],
             permissions=frozenset(row["permissions"]) & role_permissions(row["role"]),

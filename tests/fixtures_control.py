@@ -223,6 +223,7 @@ async def make_control(pool: asyncpg.Pool) -> AsyncIterator[MakeControl]:
     for server, _, client, app in running:
         await client.aclose()
         await app.state.services.hub.stop()
+        await app.state.services.auth.key_usage.drain()
         server.should_exit = True
     await asyncio.gather(*(task for _, task, _, _ in running))
 

@@ -102,6 +102,12 @@ SELECT k.id, k.company_id, k.secret_hash, k.permissions, u.role, u.id AS user_id
 FROM api_keys k JOIN users u ON u.id = k.created_by_user_id
 WHERE k.key_prefix = $1 AND k.revoked_at IS NULL AND u.is_active AND NOT u.is_deleted;
 
+-- name: touch-api-key
+-- Records a use of API key $1 now, unless its recorded use is younger than $2 seconds (another
+-- daemon wrote it): control/key_usage.py calls it at most once a minute per key.
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2));
+
 -- name: list-api-keys
 -- Company $1's API keys, revoked ones included; $2 limit, $3 offset. `total` counts them all.
 SELECT id, name, key_prefix, permissions, created_by_user_id, created_at, last_used_at, revoked_at,
