@@ -63,7 +63,8 @@ FROM sessions s JOIN users u ON u.id = s.user_id
 WHERE s.id = $1 AND s.revoked_at IS NULL AND u.is_active AND NOT u.is_deleted;
 
 -- name: login-failures
--- Failures recorded for throttle keys $1 (text[]) in the current window of $2 seconds.
+-- Failures recorded for throttle keys $1 (text[]) in the current window of $2 seconds. Keys
+-- (control/login_throttle.py): "user-ip:<login> <address>", "ip:<address>", "user:<login>".
 SELECT key, failures,
        extract(epoch FROM window_started + make_interval(secs => $2) - now()) AS remaining
 FROM login_failures
@@ -81,6 +82,15 @@ ON CONFLICT (key) DO UPDATE SET
 
 -- name: clear-login-failures
 DELETE FROM login_failures WHERE key = $1;
+
+-- name: logged-in-from
+-- Whether the user with login $1 opened a session from network $2 (cidr) in the last $3
+-- seconds: such an address is the owner's, and the per-account login limit spares it.
+SELECT EXISTS (
+    SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id
+    WHERE u.email = lower($1) AND NOT u.is_deleted
+      AND s.ip <<= $2::cidr AND s.created_at > now() - make_interval(secs => $3)
+);
 
 -- name: set-totp-secret
 -- Starts TOTP set-up for user $1: a new secret, not enforced until confirmed.
