@@ -125,6 +125,8 @@ def create_app(
         access_ttl=control.access_token_ttl,
         refresh_ttl=control.refresh_token_ttl,
         max_failures=control.login_max_failures,
+        max_failures_per_address=control.login_max_failures_per_address,
+        max_failures_per_account=control.login_max_failures_per_account,
         lockout=control.login_lockout,
         hasher=password_hasher(control.password_time_cost, control.password_memory_kib),
     )

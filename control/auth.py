@@ -9,10 +9,12 @@ login throttling and API keys.
   (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
 - Principals are cached for seconds per credential and dropped as soon as PostgreSQL
   announces a change to sessions, users or API keys (control/principal_cache.py).
-- Failed logins are counted per account and per client address in the database, so the
-  throttle holds across daemons; past the limit, logins answer 429 until the window ends.
+- Failed logins are throttled by account and client address, by address, and (far higher)
+  by account, in the database so the limits hold across daemons: past a limit, logins answer
+  429 until the window ends. An attacker cannot lock the owner out (control/login_throttle.py).
 - API keys read `smc_<prefix>_<secret>`; the prefix finds the row, the 256-bit secret is
-  compared as SHA-256 in constant time (a slow hash adds nothing at that entropy).
+  compared as SHA-256 in constant time (a slow hash adds nothing at that entropy). Their last
+  use is recorded to within a minute, off the request path (control/key_usage.py).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import pyotp
 
 from control.errors import (
     InvalidToken,
-    TooManyRequests,
     TotpRequired,
     Unauthorized,
     ValidationFailed,
 )
+from control.key_usage import KeyUsage
+from control.login_throttle import LoginThrottle
 from control.permissions import ALL_PERMISSIONS, role_permissions
 from control.principal import Principal
 from control.principal_cache import DEFAULT_TTL as DEFAULT_PRINCIPAL_TTL
@@ -49,9 +52,6 @@ API_KEY_PREFIX = "smc_"
 REFRESH_PREFIX = "smr_"
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "sendmill-control"
-# Per client address, this many times the per-account limit: an office behind one NAT
-# logging in normally is not locked out, a password-spraying host is.
-IP_FAILURE_FACTOR = 4
 
 DEFAULT_HASHER = argon2.PasswordHasher()  # RFC 9106 low-memory profile: t=3, m=64 MiB
 
@@ -126,6 +126,8 @@ class Authenticator:
         access_ttl: float = 900.0,
         refresh_ttl: float = 30 * 86400.0,
         max_failures: int = 5,
+        max_failures_per_address: int = 20,
+        max_failures_per_account: int = 100,
         lockout: float = 900.0,
         hasher: argon2.PasswordHasher = DEFAULT_HASHER,
         principal_ttl: float = DEFAULT_PRINCIPAL_TTL,
@@ -137,32 +139,37 @@ class Authenticator:
         self._secret = jwt_secret
         self._access_ttl = int(access_ttl)
         self._refresh_ttl = refresh_ttl
-        self._max_failures = max_failures
-        self._lockout = lockout
         self.principals = PrincipalCache(db, principal_ttl)
+        self.throttle = LoginThrottle(
+            db,
+            per_account_and_address=max_failures,
+            per_address=max_failures_per_address,
+            per_account=max_failures_per_account,
+            window=lockout,
+        )
+        self.key_usage = KeyUsage(db)
 
     # --- login / refresh / logout -----------------------------------------------------------
 
     async def login(
         self, email: str, password: str, totp_code: str | None, ip: str | None
     ) -> TokenPair:
-        keys = [f"user:{email.strip().lower()}"] + ([f"ip:{ip}"] if ip else [])
-        await self._check_throttle(keys)
+        await self.throttle.check(email, ip)
         user = await self._db.fetchrow(SQL["user-for-login"], email.strip())
         stored = user["password_hash"] if user else self._dummy_hash
         ok = await verify_password(stored, password, self.hasher)
         if not user or not ok or not user["is_active"]:
-            await self._db.execute(SQL["record-login-failure"], keys, self._lockout)
+            await self.throttle.failed(email, ip)
             raise Unauthorized("wrong email or password", reason="invalid_credentials")
         mfa = False
         if user["totp_enabled"]:
             if not totp_code:
                 raise TotpRequired("this account requires a TOTP code", field="totp_code")
             if not verify_totp(user["totp_secret"], totp_code):
-                await self._db.execute(SQL["record-login-failure"], keys, self._lockout)
+                await self.throttle.failed(email, ip)
                 raise Unauthorized("wrong TOTP code", reason="invalid_totp")
             mfa = True
-        await self._db.execute(SQL["clear-login-failures"], keys[0])
+        await self.throttle.succeeded(email, ip)
         if self.hasher.check_needs_rehash(user["password_hash"]):
             new_hash = await hash_password(password, self.hasher)
             await self._db.execute(SQL["update-password-hash"], user["id"], new_hash)
@@ -172,15 +179,6 @@ class Authenticator:
             await conn.execute(SQL["touch-last-login"], user["id"])
             refresh = await self._new_refresh(conn, session_id)
         return self._pair(user["id"], user["company_id"], session_id, mfa, refresh)
-
-    async def _check_throttle(self, keys: list[str]) -> None:
-        rows = await self._db.fetch(SQL["login-failures"], keys, self._lockout)
-        for row in rows:
-            limit = self._max_failures * (IP_FAILURE_FACTOR if row["key"][:3] == "ip:" else 1)
-            if row["failures"] >= limit:
-                raise TooManyRequests(
-                    "too many failed logins; try again later", float(row["remaining"])
-                )
 
     async def refresh(self, token: str) -> TokenPair:
         """Rotate `token`: the next pair, or 401 (and the family revoked when it was reused)."""
@@ -281,12 +279,14 @@ class Authenticator:
     async def _api_key_principal(self, key: str) -> Principal:
         cached = self.principals.get(key)
         if cached is not None:
+            self.key_usage.used(cached.api_key_id)
             return cached
         generation = self.principals.generation
         prefix, _, secret = key[len(API_KEY_PREFIX) :].partition("_")
         row = await self._db.fetchrow(SQL["api-key-principal"], prefix) if secret else None
         if row is None or not hmac.compare_digest(row["secret_hash"], _sha256(secret)):
             raise InvalidToken("invalid API key")
+        self.key_usage.used(row["id"])
         principal = Principal(
             company_id=row["company_id"],
             permissions=frozenset(row["permissions"]) & role_permissions(row["role"]),

@@ -46,6 +46,7 @@ class ControlServer:
         services = self.app.state.services
         await services.hub.stop()
         await services.auth.principals.stop()
+        await services.auth.key_usage.drain()  # API keys' last use, still being written
 
 
 # --- spawned control API processes -----------------------------------------------------------

@@ -212,7 +212,12 @@ class ControlConfig:
     # argon2id cost (RFC 9106): iterations and memory per password hash
     password_time_cost: int = 3
     password_memory_kib: int = 65536
+    # failed logins in a window (login_lockout) before 429: per account from one client
+    # address, per address over every account, per account from everywhere
+    # (control/login_throttle.py)
     login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_max_failures_per_account: int = 100
     login_lockout: float = 900.0
     rate_limit: str = "1200/m"
     rate_burst: int = 60

@@ -224,6 +224,7 @@ async def make_control(pool: asyncpg.Pool) -> AsyncIterator[MakeControl]:
         await client.aclose()
         await app.state.services.hub.stop()
         await app.state.services.auth.principals.stop()
+        await app.state.services.auth.key_usage.drain()
         server.should_exit = True
     await asyncio.gather(*(task for _, task, _, _ in running))
 

@@ -142,7 +142,11 @@ async def _setup(make_control: MakeControl) -> tuple[Any, Any, dict[str, dict[st
     # Limits high enough that generated traffic is not throttled away (429 is documented,
     # but would hide every handler behind it).
     control = await make_control(
-        rate_limit="1000000/m", rate_burst=100000, login_max_failures=100000
+        rate_limit="1000000/m",
+        rate_burst=100000,
+        login_max_failures=100000,
+        login_max_failures_per_address=100000,
+        login_max_failures_per_account=100000,
     )
     company = await control.company()
     admin = await control.user(company, "admin")

@@ -409,7 +409,8 @@ async def check_send_content(call: Call, campaign: Any) -> None:
     content = EmailContent(
         subject=campaign["subject_line"],
         html=template["html_content"],
-        text=template["text_content"],
+        # A generated text part is generated again, from the HTML as it is now.
+        text=None if template["text_generated"] else template["text_content"],
         mjml=template["mjml_source"],
         from_address=sender["from_address"],
     )

@@ -2,6 +2,11 @@
 
 A template referenced by an active campaign (draft, scheduled, sending, paused) cannot be
 deleted (§5.3 "Template Integrity").
+
+A template saved without a text part stores the one the content checks generate from its HTML,
+with `text_generated` true: the author sees what will be sent, and every later save regenerates
+it from the HTML. A text part the author writes is kept as written (`text_generated` false);
+clearing it (null or blank) goes back to a generated one.
 """
 
 from __future__ import annotations
@@ -40,7 +45,19 @@ SCHEMA = Schema(
         Field("template_type", required=True, enum=TEMPLATE_TYPES),
         Field("category", required=True, enum=CATEGORIES),
         Field("html_content", "text", min_length=1, max_length=512 * 1024),
-        Field("text_content", "text", nullable=True, max_length=512 * 1024),
+        Field(
+            "text_content",
+            "text",
+            nullable=True,
+            max_length=512 * 1024,
+            description="the text/plain part; omitted, null or blank: generated from the HTML",
+        ),
+        ro(
+            "text_generated",
+            "boolean",
+            description="text_content was generated from the HTML (regenerated on every save), "
+            "not written by the author",
+        ),
         Field("css_styles", "text", nullable=True, max_length=256 * 1024),
         Field("mjml_source", "text", nullable=True, max_length=512 * 1024),
         Field("template_variables", "object", default=dict),
@@ -77,7 +94,7 @@ async def check_content(call: Call, data: dict[str, Any], current: Any = None) -
     content = EmailContent(
         subject=merged.get("template_name") or "",
         html=merged.get("html_content"),
-        text=merged.get("text_content"),
+        text=authored_text(data, current),
         mjml=merged.get("mjml_source"),
     )
     report = await content_checks.check_content(content, spamd=call.services.spamd)
@@ -85,7 +102,24 @@ async def check_content(call: Call, data: dict[str, Any], current: Any = None) -
         raise ContentRejected(report)
     if merged.get("mjml_source"):
         data["html_content"] = report.html
+    data["text_content"] = report.text
+    data["text_generated"] = report.text_generated
     call.request.state.content_checks = report.to_dict()
+
+
+def authored_text(data: dict[str, Any], current: Any = None) -> str | None:
+    """The text part the author wrote, after this save; None when it is to be generated.
+    A text part sent back unchanged from a GET of a generated one is not authored: clients
+    that PUT the whole template must not freeze a generated text that the HTML moved past."""
+    if "text_content" in data:
+        text = data["text_content"]
+        echoed = current is not None and current["text_generated"]
+        if not text or not text.strip() or (echoed and text == current["text_content"]):
+            return None
+        return text
+    if current is None or current["text_generated"]:
+        return None
+    return current["text_content"]
 
 
 def serialize(call: Call, row: Any) -> dict[str, Any]:

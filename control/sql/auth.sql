@@ -63,7 +63,8 @@ FROM sessions s JOIN users u ON u.id = s.user_id
 WHERE s.id = $1 AND s.revoked_at IS NULL AND u.is_active AND NOT u.is_deleted;
 
 -- name: login-failures
--- Failures recorded for throttle keys $1 (text[]) in the current window of $2 seconds.
+-- Failures recorded for throttle keys $1 (text[]) in the current window of $2 seconds. Keys
+-- (control/login_throttle.py): "user-ip:<login> <address>", "ip:<address>", "user:<login>".
 SELECT key, failures,
        extract(epoch FROM window_started + make_interval(secs => $2) - now()) AS remaining
 FROM login_failures
@@ -81,6 +82,15 @@ ON CONFLICT (key) DO UPDATE SET
 
 -- name: clear-login-failures
 DELETE FROM login_failures WHERE key = $1;
+
+-- name: logged-in-from
+-- Whether the user with login $1 opened a session from network $2 (cidr) in the last $3
+-- seconds: such an address is the owner's, and the per-account login limit spares it.
+SELECT EXISTS (
+    SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id
+    WHERE u.email = lower($1) AND NOT u.is_deleted
+      AND s.ip <<= $2::cidr AND s.created_at > now() - make_interval(secs => $3)
+);
 
 -- name: set-totp-secret
 -- Starts TOTP set-up for user $1: a new secret, not enforced until confirmed.
@@ -101,6 +111,12 @@ RETURNING id, name, key_prefix, permissions, created_at, last_used_at, revoked_a
 SELECT k.id, k.company_id, k.secret_hash, k.permissions, u.role, u.id AS user_id
 FROM api_keys k JOIN users u ON u.id = k.created_by_user_id
 WHERE k.key_prefix = $1 AND k.revoked_at IS NULL AND u.is_active AND NOT u.is_deleted;
+
+-- name: touch-api-key
+-- Records a use of API key $1 now, unless its recorded use is younger than $2 seconds (another
+-- daemon wrote it): control/key_usage.py calls it at most once a minute per key.
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2));
 
 -- name: list-api-keys
 -- Company $1's API keys, revoked ones included; $2 limit, $3 offset. `total` counts them all.

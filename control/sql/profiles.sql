@@ -21,10 +21,11 @@ UPDATE company_profiles p SET
 WHERE company_id = $1;
 
 -- name: next-campaign-code
--- Hands out company $1's next campaign number with its prefix.
-INSERT INTO company_profiles AS p (company_id, campaign_seq) VALUES ($1, 1)
-ON CONFLICT (company_id) DO UPDATE SET campaign_seq = p.campaign_seq + 1
-RETURNING code_prefix, campaign_seq;
+-- Hands out company $1's next campaign number with its prefix. The number comes from the
+-- company's sequence (control/schema/0005): concurrent creates do not wait for one another.
+SELECT coalesce((SELECT code_prefix FROM company_profiles WHERE company_id = $1), 'EC')
+           AS code_prefix,
+       next_campaign_number($1) AS campaign_seq;
 
 -- name: company-settings
 -- Company $1's shared settings document (`companies.settings`; {} when absent).

@@ -17,13 +17,15 @@ SELECT * FROM email_templates WHERE id = $1 AND company_id = $2 AND NOT is_delet
 SELECT * FROM email_templates WHERE id = $1 AND company_id = $2 AND NOT is_deleted FOR UPDATE;
 
 -- name: insert-template
--- Creates a template for company $1 by user $2 from the fields of jsonb $3.
+-- Creates a template for company $1 by user $2 from the fields of jsonb $3 (text_generated:
+-- text_content was generated from the HTML, not written by the author).
 INSERT INTO email_templates
     (company_id, created_by_user_id, updated_by_user_id, template_name, template_code,
-     description, template_type, category, html_content, text_content, css_styles, mjml_source,
-     template_variables, is_active, is_default)
+     description, template_type, category, html_content, text_content, text_generated,
+     css_styles, mjml_source, template_variables, is_active, is_default)
 SELECT $1, $2::bigint, $2::bigint, r.template_name, r.template_code, r.description, r.template_type,
-       r.category, r.html_content, r.text_content, r.css_styles, r.mjml_source,
+       r.category, r.html_content, r.text_content, coalesce(r.text_generated, false), r.css_styles,
+       r.mjml_source,
        coalesce(r.template_variables, '{}'), coalesce(r.is_active, true),
        coalesce(r.is_default, false)
 FROM jsonb_populate_record(NULL::email_templates, $3::jsonb) r
@@ -33,11 +35,11 @@ RETURNING *;
 -- Applies the fields of jsonb $4 to template $1 of company $2, by user $3.
 UPDATE email_templates t SET
     (template_name, template_code, description, template_type, category, html_content,
-     text_content, css_styles, mjml_source, template_variables, is_active, is_default,
-     updated_by_user_id, updated_at) =
+     text_content, text_generated, css_styles, mjml_source, template_variables, is_active,
+     is_default, updated_by_user_id, updated_at) =
     (SELECT r.template_name, r.template_code, r.description, r.template_type, r.category,
-            r.html_content, r.text_content, r.css_styles, r.mjml_source, r.template_variables,
-            r.is_active, r.is_default, $3::bigint, now()
+            r.html_content, r.text_content, r.text_generated, r.css_styles, r.mjml_source,
+            r.template_variables, r.is_active, r.is_default, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
 RETURNING t.*;
