@@ -115,7 +115,10 @@ class PrincipalCache:
             finally:
                 self._conn = None
                 self.invalidate()
-                conn.remove_termination_listener(on_lost)
+                # On a terminated connection these may raise (the pool may have taken it back
+                # already); none of it may end the loop.
+                with contextlib.suppress(Exception):
+                    conn.remove_termination_listener(on_lost)
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANGES_CHANNEL, self._on_change)
                 with contextlib.suppress(Exception):

@@ -112,3 +112,29 @@ async def test_without_a_listener_nothing_is_cached(pool) -> None:
     principal = Principal(company_id=1, permissions=frozenset())
     cache.put("token", principal, cache.generation)
     assert cache.get("token") is None
+
+
+async def test_a_lost_listener_empties_the_cache_and_listens_again(pool) -> None:
+    """While nobody listens, revocations could go unseen: the cache must stop answering at
+    once and only resume once listening again."""
+    cache = PrincipalCache(pool)
+    try:
+        cache.get("token")
+        async with asyncio.timeout(5):
+            while not cache.listening:
+                await asyncio.sleep(0.01)
+        principal = Principal(company_id=1, permissions=frozenset())
+        cache.put("token", principal, cache.generation, expires=time.time() + 60)
+        assert cache.get("token") is principal
+        pid = cache._conn.get_server_pid()
+        await pool.execute("SELECT pg_terminate_backend($1)", pid)
+        async with asyncio.timeout(5):  # it pauses before listening again
+            while cache.listening:
+                await asyncio.sleep(0.01)
+        assert cache.get("token") is None
+        async with asyncio.timeout(10):  # back on a new connection after the retry pause
+            while not cache.listening:
+                await asyncio.sleep(0.05)
+        assert cache._conn.get_server_pid() != pid
+    finally:
+        await cache.stop()
