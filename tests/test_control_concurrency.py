@@ -50,6 +50,28 @@ async def test_a_campaign_create_in_progress_does_not_hold_up_the_next(control: 
     assert r.json()["campaign_code"] == "EC-00004"
 
 
+async def test_a_campaign_create_does_not_wait_for_its_templates_row(control: Control) -> None:
+    """Creates sharing a template, or a template edit in progress, do not hold each other up:
+    a create writes nothing to its template's row."""
+    admin = await control.user(await control.company())
+    ids = await control.fixtures(admin)
+    body = campaign_body(ids["template"], ids["list"], ids["sender"])
+    async with control.pool.acquire() as editing:
+        transaction = editing.transaction()
+        await transaction.start()
+        try:  # the row lock an UPDATE of the template (or of a counter on it) holds to commit
+            await editing.execute(
+                "SELECT 1 FROM email_templates WHERE id = $1 FOR NO KEY UPDATE", ids["template"]
+            )
+            async with asyncio.timeout(5):
+                r = await control.client.post(
+                    "/api/email-campaigns/", headers=admin.auth, json=body
+                )
+            assert r.status_code == 201, r.text
+        finally:
+            await transaction.rollback()
+
+
 async def test_concurrent_creates_get_distinct_codes(make_control: MakeControl) -> None:
     control = await make_control(rate_limit="100000/m", rate_burst=1000)
     admin = await control.user(await control.company())

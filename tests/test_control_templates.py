@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fixtures_control import HTML, Control, template_body
+from tests.fixtures_control import HTML, Control, campaign_body, template_body
 
 
 async def _get(control: Control, headers: dict[str, str], template_id: int) -> dict[str, Any]:
@@ -78,3 +78,31 @@ async def test_a_text_part_written_by_the_author_is_kept(control: Control) -> No
     assert r.status_code == 200, r.text
     saved = await _get(control, h, tid)
     assert saved["text_generated"] is True and "Goodbye {{first_name}}" in saved["text_content"]
+
+
+async def test_usage_count_is_the_number_of_live_campaigns_using_the_template(
+    control: Control,
+) -> None:
+    admin = await control.user(await control.company())
+    c, h = control.client, admin.auth
+    ids = await control.fixtures(admin)  # one campaign on ids["template"]
+    other = await c.post("/api/email-templates/", headers=h, json=template_body("OTHER"))
+    assert other.status_code == 201 and other.json()["usage_count"] == 0
+    body = campaign_body(ids["template"], ids["list"], ids["sender"])
+    second = await c.post("/api/email-campaigns/", headers=h, json=body)
+    assert second.status_code == 201, second.text
+    assert (await _get(control, h, ids["template"]))["usage_count"] == 2
+
+    # Moving a campaign to another template moves its use; deleting it ends it.
+    r = await c.patch(
+        f"/api/email-campaigns/{second.json()['id']}/",
+        headers=h,
+        json={"email_template_id": other.json()["id"]},
+    )
+    assert r.status_code == 200, r.text
+    listed = await c.get("/api/email-templates/", headers=h)
+    usage = {t["id"]: t["usage_count"] for t in listed.json()["results"]}
+    assert usage == {ids["template"]: 1, other.json()["id"]: 1}
+    r = await c.delete(f"/api/email-campaigns/{second.json()['id']}/", headers=h)
+    assert r.status_code == 204, r.text
+    assert (await _get(control, h, other.json()["id"]))["usage_count"] == 0

@@ -226,9 +226,6 @@ async def before_delete(call: Call, current: Any) -> None:
 
 async def after_write(call: Call, action: str, row: Any) -> None:
     if action == "create":
-        await call.db.execute(
-            SQL["increment-template-usage"], row["email_template_id"], call.company_id
-        )
         # The list's subscribed members: the audience before suppressions, which are applied
         # (and the exact count stored) when the campaign is sent.
         count = await call.db.fetchval(

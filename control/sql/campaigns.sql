@@ -99,9 +99,6 @@ WHERE company_id = $1 AND NOT is_deleted AND id <> $3
   AND coalesce(scheduled_send_date, sent_date) >= $2
   AND coalesce(scheduled_send_date, sent_date) < $2 + interval '1 day';
 
--- name: increment-template-usage
-UPDATE email_templates SET usage_count = usage_count + 1 WHERE id = $1 AND company_id = $2;
-
 -- name: mark-approval-pending
 -- Campaign $1 needs approval after all (its audience grew past the company's threshold).
 UPDATE email_campaigns SET approval_status = 'pending' WHERE id = $1;

@@ -1,7 +1,7 @@
 -- name: list-template
 -- Company $1's templates filtered by $2 is_active, $3 template_type, $4 category, $5 text in
 -- name/code; $6 limit, $7 offset. `total` counts every match.
-SELECT *, count(*) OVER () AS total FROM email_templates
+SELECT t.*, template_usage_count(t.company_id, t.id) AS usage_count, count(*) OVER () AS total FROM email_templates t
 WHERE company_id = $1 AND NOT is_deleted
   AND ($2::boolean IS NULL OR is_active = $2)
   AND ($3::text IS NULL OR template_type = $3)
@@ -11,10 +11,12 @@ WHERE company_id = $1 AND NOT is_deleted
 ORDER BY id DESC LIMIT $6 OFFSET $7;
 
 -- name: get-template
-SELECT * FROM email_templates WHERE id = $1 AND company_id = $2 AND NOT is_deleted;
+SELECT t.*, template_usage_count(t.company_id, t.id) AS usage_count FROM email_templates t
+WHERE id = $1 AND company_id = $2 AND NOT is_deleted;
 
 -- name: lock-template
-SELECT * FROM email_templates WHERE id = $1 AND company_id = $2 AND NOT is_deleted FOR UPDATE;
+SELECT t.*, template_usage_count(t.company_id, t.id) AS usage_count FROM email_templates t
+WHERE id = $1 AND company_id = $2 AND NOT is_deleted FOR UPDATE;
 
 -- name: insert-template
 -- Creates a template for company $1 by user $2 from the fields of jsonb $3 (text_generated:
@@ -29,7 +31,7 @@ SELECT $1, $2::bigint, $2::bigint, r.template_name, r.template_code, r.descripti
        coalesce(r.template_variables, '{}'), coalesce(r.is_active, true),
        coalesce(r.is_default, false)
 FROM jsonb_populate_record(NULL::email_templates, $3::jsonb) r
-RETURNING *;
+RETURNING *, 0::bigint AS usage_count;
 
 -- name: update-template
 -- Applies the fields of jsonb $4 to template $1 of company $2, by user $3.
@@ -42,11 +44,11 @@ UPDATE email_templates t SET
             r.template_variables, r.is_active, r.is_default, $3::bigint, now()
      FROM jsonb_populate_record(t, $4::jsonb) r)
 WHERE t.id = $1 AND t.company_id = $2 AND NOT t.is_deleted
-RETURNING t.*;
+RETURNING t.*, template_usage_count(t.company_id, t.id) AS usage_count;
 
 -- name: delete-template
-UPDATE email_templates SET is_deleted = true, deleted_at = now(), updated_at = now()
-WHERE id = $1 AND company_id = $2 AND NOT is_deleted RETURNING *;
+UPDATE email_templates t SET is_deleted = true, deleted_at = now(), updated_at = now()
+WHERE id = $1 AND company_id = $2 AND NOT is_deleted RETURNING t.*, template_usage_count(t.company_id, t.id) AS usage_count;
 
 -- name: campaigns-using-template
 -- Active campaigns (not finished, not deleted) of company $2 that use template $1.
