@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from control.app import create_app
+from control.performance import PerformanceRollup
 from control.ratelimit import SharedRateTable
 from mta import database
 from mta.config import Config
@@ -36,12 +37,15 @@ class ControlServer:
         self.config = config
         self.app = create_app(db, config, server_secret(config), rates)
         self.http = ReuseportServer(self.app, "control-http")
+        self.performance = PerformanceRollup(db, config.control.performance_interval)
 
     async def start(self) -> None:
         assert self.config.control.listen is not None
         await self.http.start(self.config.control.listen, 8080, "control.listen")
+        self.performance.start()
 
     async def stop(self, grace: float = 10.0) -> None:
+        await self.performance.stop()
         await self.http.stop(grace)
         services = self.app.state.services
         await services.hub.stop()

@@ -225,6 +225,8 @@ class ControlConfig:
     max_import_size: int = 512 * 1024 * 1024
     # SpamAssassin's spamd ("host:port") for content spam scores; absent: built-in rules.
     spamd: str | None = None
+    # campaign counters recomputed and performance_update events published this often; 0: off
+    performance_interval: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,7 @@ _DURATION_KEYS = {
     "smtp": {"timeout"},
     "dns": {"timeout", "cache_ttl_max"},
     "tracker": {"flush_interval", "events_retention"},
-    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout"},
+    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout", "performance_interval"},
 }
 
 
@@ -469,6 +471,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("tracker.processes: must be at least 1")
     if config.control.processes < 1:
         raise ConfigError("control.processes: must be at least 1")
+    if config.control.performance_interval < 0:
+        raise ConfigError("control.performance_interval: must be a duration, or 0 for off")
     if config.tracker.events_retention < 0:
         raise ConfigError("tracker.events_retention: must be a duration, or 0 to keep all")
     if not config.tracker.base_url.startswith(("https://", "http://")):

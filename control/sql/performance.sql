@@ -1,0 +1,59 @@
+-- name: performance-rollup
+-- Campaign counters recomputed for the campaigns in flight: being sent or sent within $1
+-- seconds, or with a tracking event within $2 seconds. Delivered and bounced come from the
+-- mail queue; opened and clicked count recipients who opened or clicked as people (machine
+-- opens and clicks excluded; where a tenant tracks in aggregate only, each anonymous human
+-- event counts once); unsubscribed counts recipients who unsubscribed through the mail.
+-- Updates only the campaigns whose counters changed and returns them.
+WITH active AS (
+    SELECT company_id, id AS campaign_id FROM email_campaigns
+    WHERE NOT is_deleted
+      AND (campaign_status = 'sending'
+           OR (campaign_status IN ('sent', 'completed')
+               AND sent_date > now() - make_interval(secs => $1)))
+    UNION
+    SELECT DISTINCT company_id, campaign_id FROM tracking_events
+    WHERE campaign_id IS NOT NULL AND at > now() - make_interval(secs => $2)
+), queue AS (
+    SELECT a.company_id, a.campaign_id,
+           count(*) FILTER (WHERE r.state = 'delivered') AS delivered,
+           count(*) FILTER (WHERE r.state = 'bounced') AS bounced
+    FROM active a
+    JOIN messages m ON m.company_id = a.company_id AND m.campaign_id = a.campaign_id
+    JOIN recipients r ON r.message_id = m.id
+    GROUP BY a.company_id, a.campaign_id
+), tracked AS (
+    SELECT a.company_id, a.campaign_id,
+           count(DISTINCT e.recipient_id) FILTER (WHERE e.kind = 'open' AND NOT e.machine)
+             + count(*) FILTER (WHERE e.kind = 'open' AND NOT e.machine
+                                  AND e.recipient_id IS NULL) AS opened,
+           count(DISTINCT e.recipient_id) FILTER (WHERE e.kind = 'click' AND NOT e.machine)
+             + count(*) FILTER (WHERE e.kind = 'click' AND NOT e.machine
+                                  AND e.recipient_id IS NULL) AS clicked,
+           count(DISTINCT e.recipient_id) FILTER (WHERE e.kind = 'unsubscribe')
+             + count(*) FILTER (WHERE e.kind = 'unsubscribe'
+                                  AND e.recipient_id IS NULL) AS unsubscribed
+    FROM active a
+    JOIN tracking_events e ON e.company_id = a.company_id AND e.campaign_id = a.campaign_id
+    GROUP BY a.company_id, a.campaign_id
+), counted AS (
+    SELECT a.company_id, a.campaign_id,
+           coalesce(q.delivered, 0) AS delivered, coalesce(q.bounced, 0) AS bounced,
+           coalesce(t.opened, 0) AS opened, coalesce(t.clicked, 0) AS clicked,
+           coalesce(t.unsubscribed, 0) AS unsubscribed
+    FROM active a
+    LEFT JOIN queue q USING (company_id, campaign_id)
+    LEFT JOIN tracked t USING (company_id, campaign_id)
+)
+UPDATE email_campaigns c SET
+    delivered_count = n.delivered, bounced_count = n.bounced, opened_count = n.opened,
+    clicked_count = n.clicked, unsubscribed_count = n.unsubscribed
+FROM counted n
+WHERE c.company_id = n.company_id AND c.id = n.campaign_id
+  AND (c.delivered_count, c.bounced_count, c.opened_count, c.clicked_count,
+       c.unsubscribed_count)
+      IS DISTINCT FROM (n.delivered::int, n.bounced::int, n.opened::int, n.clicked::int,
+                        n.unsubscribed::int)
+RETURNING c.id, c.company_id, c.campaign_code, c.campaign_name, c.campaign_status,
+          c.total_recipients, c.delivered_count, c.bounced_count, c.opened_count,
+          c.clicked_count, c.unsubscribed_count;
