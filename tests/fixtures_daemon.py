@@ -3,7 +3,6 @@ or as a `sendmill serve` subprocess when a test must kill it."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,9 @@ import pytest
 
 from mta.config import Config, build_config
 from mta.daemon import Daemon
+from tests.ports import free_port
 
 TEST_DOMAIN = "example.test"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def daemon_settings(

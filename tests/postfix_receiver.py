@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 
 class PostfixReceiver:
     def __init__(self, host: str, port: int, domain: str) -> None:
@@ -33,7 +35,7 @@ class PostfixReceiver:
         self._keys.append(f"{name} {txt}\n")
 
     def start(self) -> None:
-        milter_port = _free_port()
+        milter_port = free_port()
         self._write_config(milter_port)
         self.test_keys.write_text("".join(self._keys))
         opendkim_conf = self.folder / "opendkim.conf"
@@ -131,12 +133,6 @@ maillog_file_prefixes = {f}
                 line = " ".join(fields)
             master.append(line)
         (self.conf / "master.cf").write_text("\n".join(master) + "\n")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(host: str, port: int, seconds: float = 30) -> None:

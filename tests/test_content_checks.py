@@ -13,7 +13,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +35,7 @@ from control.content_checks import (
 from control.spam_rules import SpamInput, SpamRules, SpamRulesError
 from control.spamd import SpamdClient, SpamdError, parse_report
 from control.text_part import html_to_text
+from tests.ports import free_port
 
 HEAD = (
     '<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -711,15 +711,9 @@ async def test_spamd_errors_are_spamd_errors(
         await SpamdClient("127.0.0.1", fake_spamd.port).report(MESSAGE)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_spamd_unreachable_or_silent_is_a_spamd_error() -> None:
     with pytest.raises(SpamdError, match=re.escape("127.0.0.1")):
-        await SpamdClient("127.0.0.1", _free_port(), timeout=2).check(MESSAGE)
+        await SpamdClient("127.0.0.1", free_port(), timeout=2).check(MESSAGE)
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
@@ -754,7 +748,7 @@ async def test_content_checks_use_spamd_when_configured(fake_spamd: FakeSpamd) -
 
 
 async def test_content_checks_fall_back_to_builtin_rules_when_spamd_fails() -> None:
-    client = SpamdClient("127.0.0.1", _free_port(), timeout=2)
+    client = SpamdClient("127.0.0.1", free_port(), timeout=2)
     report = await check_content(EmailContent(subject="Sale!!", html=email()), spamd=client)
     assert report.spam is not None and report.spam.source == "builtin"
     messages = [r.message for r in report.by_check(CheckId.SPAM_SCORE)]
@@ -784,7 +778,7 @@ async def real_spamd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     tmp_path = tmp_path_factory.mktemp("spamd")
     if SPAMD is None:
         pytest.skip("spamd is not installed (Debian: apt-get install spamassassin)")
-    port = _free_port()
+    port = free_port()
     command = [
         SPAMD,
         "--local",
