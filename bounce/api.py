@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mta.credentials import CredentialStore
-from mta.http_api import ApiError, NotFound, authenticate
+from mta.http_api import authenticate
+from mta.http_errors import BadRequest, NotFound
 from mta.queries import Queries
 
 SQL = Queries("bounce")
@@ -38,7 +39,7 @@ class SuppressionsApi:
         try:
             limit = min(MAX_LIMIT, max(1, int(request.query_params.get("limit", "100"))))
         except ValueError:
-            raise ApiError("limit must be a number", field="limit") from None
+            raise BadRequest("limit must be a number", field="limit") from None
         rows = await self._db.fetch(
             SQL["company-suppressions"],
             credential.company_id,

@@ -19,7 +19,6 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from http import HTTPStatus
 from typing import Any, ClassVar
 
 import asyncpg
@@ -32,6 +31,16 @@ from starlette.routing import BaseRoute, Route
 from mta import metrics, queue
 from mta.compose import ComposeError, MessageSpec, compose
 from mta.credentials import Credential, CredentialStore
+from mta.http_errors import (
+    DATABASE_UNAVAILABLE,
+    BodyTooLarge,
+    HttpError,
+    InvalidJson,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    common_error,
+)
 from mta.submission import SubmissionError, SubmissionPolicy, normalise_line_endings
 from mta.submission_options import (
     OPTION_NAMES,
@@ -43,23 +52,11 @@ from mta.submission_options import (
 PRIORITIES = {"transactional": 0, "bulk": 1}
 JSON_TYPE = "application/json"
 RAW_TYPE = "message/rfc822"
-RETRY_AFTER_SECONDS = "5"
+UNAVAILABLE = "the queue is temporarily unavailable; nothing was accepted, try again later"
 _MAX_BIGINT = 2**63 - 1
 # After refusing a submission, up to this much of the rest of its body is read and dropped so
 # the client sees the answer; a bigger remainder is cut off by closing the connection.
 LINGER_BYTES = 4 * 1024 * 1024
-_STATUSES = frozenset(s.value for s in HTTPStatus)
-
-# Failures that mean "the database cannot be reached right now", not a bug: the client may
-# retry, nothing was acknowledged. Class 08 connection, 53 resources, 57 operator intervention.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
 
 Ready = Callable[[], Awaitable[bool]]
 # Called on every JSON submission with the client's `tracking` option (None when absent) after
@@ -70,54 +67,11 @@ Ready = Callable[[], Awaitable[bool]]
 # --- errors -----------------------------------------------------------------------------------
 
 
-class ApiError(Exception):
-    """An error of the HTTP layer itself (authentication, body, content type, lookup)."""
-
-    status = 400
-    error_code = "bad_request"
-    headers: ClassVar[Mapping[str, str] | None] = None
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class Unauthorized(ApiError):
-    status = 401
-    error_code = "unauthorized"
-    # RFC 6750 §3
-    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="sendmill"'}
-
-
 class InvalidApiKey(Unauthorized):
     error_code = "invalid_api_key"
-    headers: ClassVar[Mapping[str, str]] = {
+    HEADERS: ClassVar[Mapping[str, str]] = {
         "WWW-Authenticate": 'Bearer realm="sendmill", error="invalid_token"'
     }
-
-
-class InvalidJson(ApiError):
-    status = 400
-    error_code = "invalid_json"
-
-
-class UnsupportedMediaType(ApiError):
-    status = 415
-    error_code = "unsupported_media_type"
-
-
-class BodyTooLarge(ApiError):
-    status = 413
-    error_code = "body_too_large"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body exceeds the limit of {limit} bytes", limit=limit)
-
-
-class NotFound(ApiError):
-    status = 404
-    error_code = "not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +92,14 @@ class ErrorBody:
 
 def describe(exc: Exception) -> ErrorBody:
     """The one mapping from an exception to the error a client sees."""
-    if isinstance(exc, ApiError):
-        return ErrorBody(exc.status, exc.error_code, exc.message, exc.details, exc.headers)
     if isinstance(exc, SubmissionError):
         return ErrorBody(exc.http_status, exc.error_code, str(exc))
     if isinstance(exc, ComposeError):
         return ErrorBody(422, "invalid_field", exc.message, {"field": exc.field})
-    if isinstance(exc, HTTPException):
-        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUSES else "error"
-        code = phrase.lower().replace(" ", "_").replace("-", "_")
-        return ErrorBody(exc.status_code, code, exc.detail, headers=exc.headers)
-    if isinstance(exc, ClientDisconnect):
-        return ErrorBody(400, "client_disconnected", "the client closed the request")
-    if isinstance(exc, DATABASE_UNAVAILABLE):
-        return ErrorBody(
-            503,
-            "database_unavailable",
-            "the queue is temporarily unavailable; nothing was accepted, try again later",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+    common = common_error(exc, UNAVAILABLE)
+    if common is not None:
+        status, body, headers = common
+        return ErrorBody(status, body["error_code"], body["message"], body["details"], headers)
     return ErrorBody(500, "internal_error", "internal server error")
 
 
@@ -174,7 +117,7 @@ async def _error_response(request: Request, exc: Exception) -> Response:
 _EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
     exc_type: _error_response
     for exc_type in (
-        ApiError,
+        HttpError,
         SubmissionError,
         ComposeError,
         HTTPException,
