@@ -36,13 +36,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +57,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import free_port, stop_database, wait_port  # noqa: E402
 from control.auth import password_hasher  # noqa: E402
 from control.cli import create_company  # noqa: E402
 from control.permissions import role_permissions  # noqa: E402
@@ -101,23 +100,6 @@ CAMPAIGN_COLUMNS = (
     *("scheduled_send_date", "sent_date", "total_recipients", "delivered_count"),
     "opened_count",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_port(port: int, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def write_config(state: Path, ports: dict[str, int], processes: int) -> Path:
@@ -522,16 +504,6 @@ def start_profiler(pid: int, seconds: int) -> subprocess.Popen | None:
     )
 
 
-def stop_database(state: Path) -> None:
-    """The embedded PostgreSQL outlives the daemon on purpose (mta/database.py): the bench
-    stops the one it joined, so no server is left running on bench/out."""
-    import pgserver
-
-    server = pgserver.get_server((state / "pgdata").absolute())
-    server.cleanup_mode = "stop"
-    server.cleanup()
-
-
 async def main(args: argparse.Namespace) -> None:
     if args.quick:
         args.duration, args.closed_duration = 10, 5
@@ -551,7 +523,7 @@ async def main(args: argparse.Namespace) -> None:
     users: list[User] = []
     joined_database = False
     try:
-        await wait_port(ports["control"])
+        await asyncio.to_thread(wait_port, ports["control"], 120)
         url = await database.resolve_url(config)
         joined_database = True
         db = await asyncpg.connect(url)

@@ -27,14 +27,12 @@ from pathlib import Path
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, stop_database  # noqa: E402
+
 OUT = ROOT / "bench" / "out" / "mta_throughput"
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SINK = r"""
@@ -227,6 +225,8 @@ async def run_sendmill(args: argparse.Namespace) -> dict[str, float]:
         except subprocess.TimeoutExpired:
             daemon.kill()
         sink.kill()
+        if (state / "pgdata").exists():
+            stop_database(state)
     return {
         "accepted_per_s": round(args.messages / accept_s, 1),
         "delivered_per_s": round(delivered / total_s, 1),
@@ -251,7 +251,6 @@ def main() -> None:
         print(f"{key:>18}: {value}")
     postfix = None
     if not args.skip_postfix:
-        sys.path.insert(0, str(ROOT))
         from bench.postfix_peer import run_postfix
 
         postfix = run_postfix(args.messages, args.sessions, body, submit, SINK)

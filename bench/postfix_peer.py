@@ -8,20 +8,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.harness import free_port, wait_port
+
 OUT = Path(__file__).resolve().parent / "out" / "postfix"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _install() -> bool:
@@ -110,17 +105,6 @@ RequireSafeKeys no
     return subprocess.Popen(["opendkim", "-f", "-x", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def _wait_port(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
 def run_postfix(
     messages: int,
     sessions: int,
@@ -132,7 +116,7 @@ def run_postfix(
     if os.geteuid() != 0 or not _install():
         print("postfix comparison skipped: needs root and the postfix/opendkim packages")
         return None
-    smtp_port, sink_port, milter_port = _free_port(), _free_port(), _free_port()
+    smtp_port, sink_port, milter_port = free_port(), free_port(), free_port()
     conf = _configure(smtp_port, sink_port, milter_port)
     count_file = OUT / "sink.count"
     sink = subprocess.Popen(
@@ -142,13 +126,13 @@ def run_postfix(
     milter = _opendkim(milter_port)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == b"ready"
-        _wait_port(milter_port)
+        wait_port(milter_port)
         # The first start of a fresh instance creates its queue directories and may fail
         # while doing so; a second start then succeeds.
         subprocess.run(["postfix", "-c", str(conf), "check"], capture_output=True)
         if subprocess.run(["postfix", "-c", str(conf), "start"], capture_output=True).returncode:
             subprocess.run(["postfix", "-c", str(conf), "start"], check=True, capture_output=True)
-        _wait_port(smtp_port)
+        wait_port(smtp_port)
         print(f"postfix: submitting {messages} messages over {sessions} sessions...")
         started = time.monotonic()
         accept_s = asyncio.run(submit(smtp_port, None, None, messages, sessions))

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,17 +38,15 @@ from pathlib import Path
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, stop_database, wait_port  # noqa: E402
+
 OUT = ROOT / "bench" / "out" / "tracker"
 PY = sys.executable
 PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}
 TARGET = "https://www.example.com/products/shoes?utm_source=newsletter&id=9"
 COMPANY = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_tools() -> None:
@@ -62,17 +59,6 @@ def ensure_tools() -> None:
     subprocess.run(
         ["apt-get", "install", "-y", "-q", *missing], env=env, check=True, capture_output=True
     )
-
-
-def wait_port(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 # --- nginx ------------------------------------------------------------------------------------
@@ -275,7 +261,6 @@ async def main(args: argparse.Namespace) -> None:
     try:
         wait_port(ports["tracker"])
         wait_port(ports["http"])
-        sys.path.insert(0, str(ROOT))
         from mta import database
         from mta.config import load_config
         from tracker.server import build_codec
@@ -370,6 +355,8 @@ async def main(args: argparse.Namespace) -> None:
             daemon.wait(60)
         except subprocess.TimeoutExpired:
             daemon.kill()
+        if (state / "pgdata").exists():
+            stop_database(state)
 
 
 if __name__ == "__main__":
