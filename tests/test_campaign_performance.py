@@ -63,6 +63,21 @@ async def _event(
     )
 
 
+async def _bounce_event(
+    pool: asyncpg.Pool, company_id: int, campaign_id: int, kind: str, recipient_id: int
+) -> None:
+    await pool.execute(
+        "INSERT INTO bounce_events (company_id, recipient_id, campaign_id, address, domain,"
+        " kind, reason, source) VALUES ($1, $2, $3, 'r@dest.example', 'dest.example', $4,"
+        " 'mailbox_unknown', $5)",
+        company_id,
+        recipient_id,
+        campaign_id,
+        kind,
+        "mailto" if kind == "unsubscribed" else "dsn",
+    )
+
+
 async def test_counters_follow_the_queue_and_human_events(control: Control) -> None:
     admin = await control.user(await control.company())
     ids = await control.fixtures(admin)
@@ -76,6 +91,10 @@ async def test_counters_follow_the_queue_and_human_events(control: Control) -> N
     await _event(control.pool, company, campaign, "click", r1)
     await _event(control.pool, company, campaign, "click", r2, machine=True)  # a scanner
     await _event(control.pool, company, campaign, "unsubscribe", r2)
+    await _event(control.pool, company, campaign, "unsubscribe", r2)  # page, then one-click
+    await _bounce_event(control.pool, company, campaign, "unsubscribed", r2)  # and mailto
+    await _bounce_event(control.pool, company, campaign, "unsubscribed", r3)  # mailto only
+    await _bounce_event(control.pool, company, campaign, "bounced", r3)  # a DSN after delivery
 
     url = control.url.replace("http://", "ws://") + "/api/ws"
     headers = {"Authorization": admin.auth["Authorization"]}
@@ -89,10 +108,10 @@ async def test_counters_follow_the_queue_and_human_events(control: Control) -> N
     counters = {k: data[k] for k in data if k.endswith("_count")}
     assert counters == {
         "delivered_count": 3,
-        "bounced_count": 1,
+        "bounced_count": 2,
         "opened_count": 2,
         "clicked_count": 1,
-        "unsubscribed_count": 1,
+        "unsubscribed_count": 2,
     }
     assert data["open_rate"] == round(2 / 3, 4)
 
