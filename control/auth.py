@@ -33,8 +33,10 @@ import asyncpg
 import jwt
 import pyotp
 
+from control import metrics
 from control.errors import (
     InvalidToken,
+    TooManyRequests,
     TotpRequired,
     Unauthorized,
     ValidationFailed,
@@ -152,6 +154,25 @@ class Authenticator:
     # --- login / refresh / logout -----------------------------------------------------------
 
     async def login(
+        self, email: str, password: str, totp_code: str | None, ip: str | None
+    ) -> TokenPair:
+        """A new session for `email` (counted in sendmill_control_logins_total), or the
+        reason there is none: 401, 401 totp_required, 429 throttled."""
+        try:
+            pair = await self._login(email, password, totp_code, ip)
+        except TooManyRequests:
+            metrics.LOGINS.labels("throttled").inc()
+            raise
+        except TotpRequired:
+            metrics.LOGINS.labels("totp_required").inc()
+            raise
+        except Unauthorized:
+            metrics.LOGINS.labels("failure").inc()
+            raise
+        metrics.LOGINS.labels("success").inc()
+        return pair
+
+    async def _login(
         self, email: str, password: str, totp_code: str | None, ip: str | None
     ) -> TokenPair:
         await self.throttle.check(email, ip)

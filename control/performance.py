@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from control import metrics
 from control.events import publish
 from control.routes.campaigns import rates
 from mta.queries import Queries
@@ -39,6 +40,7 @@ async def roll_up(db: asyncpg.Pool) -> int:
         rows = await conn.fetch(SQL["performance-rollup"], SENT_WINDOW, RECENT_EVENTS)
         for row in rows:
             await publish(conn, row["company_id"], EVENT, performance_event(row))
+    metrics.CAMPAIGNS_ROLLED_UP.inc(len(rows))
     return len(rows)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from control import metrics
 from control.principal import Principal
 
 log = logging.getLogger("sendmill.control.principals")
@@ -30,6 +31,10 @@ CHANGES_CHANNEL = "sendmill_principal_changes"
 DEFAULT_TTL = 30.0  # a safety net only: notifications do the real work
 MAX_ENTRIES = 50_000  # past this the cache starts over rather than grow
 RETRY_SECONDS = 2.0
+
+
+def _miss() -> None:
+    metrics.PRINCIPAL_CACHE.labels("miss").inc()
 
 
 class PrincipalCache:
@@ -55,14 +60,15 @@ class PrincipalCache:
         """The cached principal of `credential`, or None (also whenever not listening)."""
         if self._conn is None:
             self._ensure_listening()
-            return None
+            return _miss()
         entry = self._entries.get(credential)
         if entry is None:
-            return None
+            return _miss()
         principal, expires = entry
         if (time.time() if now is None else now) >= expires:
             del self._entries[credential]
-            return None
+            return _miss()
+        metrics.PRINCIPAL_CACHE.labels("hit").inc()
         return principal
 
     def put(

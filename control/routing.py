@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from control import metrics
 from control.errors import (
     Forbidden,
     InvalidJson,
@@ -182,11 +184,16 @@ class EndpointRoute(Route):
     async def _handle(self, request: Request) -> Response:
         state = request.scope.setdefault("state", {})
         request_id = state.get("request_id", "")
+        started = time.perf_counter()
         try:
-            return await self._run(request, request_id)
+            response = await self._run(request, request_id)
         except Exception as exc:  # the one place errors become responses
             status, body, headers = error_body(exc, request_id)
-            return ApiJSONResponse(body, status_code=status, headers=headers)
+            response = ApiJSONResponse(body, status_code=status, headers=headers)
+        spec = self.spec
+        metrics.REQUESTS.labels(spec.path, spec.method, str(response.status_code)).inc()
+        metrics.REQUEST_SECONDS.labels(spec.tag).observe(time.perf_counter() - started)
+        return response
 
     async def _run(self, request: Request, request_id: str) -> Response:
         spec = self.spec

@@ -38,7 +38,8 @@ async def _with_db(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if config.delivery.processes > 1 or config.tracker.processes > 1:
+    services = (config.delivery.processes, config.tracker.processes, config.control.processes)
+    if max(services) > 1:
         # prometheus-client picks its multiprocess storage at import: set it up first.
         metrics_dir = config.state_path.absolute() / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)

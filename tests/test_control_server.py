@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from control.cli import create_company, create_user
 from control.ratelimit import RateLimiter, SharedRateTable
@@ -81,5 +82,16 @@ async def test_sendmill_serve_runs_the_control_api_in_several_processes(
         statuses = [await me() for _ in range(24)]
         assert statuses.count(200) == 8, statuses
         assert set(statuses) == {200, 429}
+        # The daemon's /metrics adds up what both processes counted.
+        async with httpx.AsyncClient(base_url=f"http://{config.http.listen}") as client:
+            text = (await client.get("/metrics")).text
+        counted = {
+            sample.labels["status"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "sendmill_control_requests_total"
+            and sample.labels["route"] == "/api/auth/me"
+        }
+        assert counted == {"200": 8.0, "429": 16.0}
     finally:
         assert await asyncio.to_thread(daemon.stop) == 0
