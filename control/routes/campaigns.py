@@ -44,6 +44,17 @@ APPROVAL_STATUSES = tuple(s.value for s in cs.ApprovalStatus)
 EDITABLE = frozenset({cs.CampaignStatus.DRAFT, cs.CampaignStatus.PAUSED})
 CODE_ATTEMPTS = 50
 
+# The performance counters (control/performance.py keeps them current), in every shape that
+# shows them.
+COUNTERS = (
+    ro("total_recipients", "integer"),
+    ro("delivered_count", "integer"),
+    ro("opened_count", "integer"),
+    ro("clicked_count", "integer"),
+    ro("bounced_count", "integer"),
+    ro("unsubscribed_count", "integer"),
+)
+
 SCHEMA = Schema(
     "EmailCampaign",
     (
@@ -66,12 +77,7 @@ SCHEMA = Schema(
         ro("approved_at", "datetime", nullable=True),
         ro("scheduled_send_date", "datetime", nullable=True),
         ro("sent_date", "datetime", nullable=True),
-        ro("total_recipients", "integer"),
-        ro("delivered_count", "integer"),
-        ro("opened_count", "integer"),
-        ro("clicked_count", "integer"),
-        ro("bounced_count", "integer"),
-        ro("unsubscribed_count", "integer"),
+        *COUNTERS,
         ro("created_by_user_id", "id", nullable=True),
         ro("updated_by_user_id", "id", nullable=True),
         ro("created_at", "datetime"),
@@ -238,12 +244,7 @@ PERFORMANCE = Schema(
     "CampaignPerformance",
     (
         ro("id", "id"),
-        ro("total_recipients", "integer"),
-        ro("delivered_count", "integer"),
-        ro("opened_count", "integer"),
-        ro("clicked_count", "integer"),
-        ro("bounced_count", "integer"),
-        ro("unsubscribed_count", "integer"),
+        *COUNTERS,
         ro("delivery_rate", "number"),
         ro("open_rate", "number"),
         ro("click_rate", "number"),
