@@ -22,8 +22,9 @@ from control.performance import PerformanceRollup
 from control.ratelimit import SharedRateTable
 from mta import database
 from mta.config import Config
-from mta.reuseport import ReuseportServer, run_process
+from mta.reuseport import ReuseportServer
 from mta.secret import server_secret
+from mta.service_process import run_process
 
 log = logging.getLogger("sendmill.control")
 

@@ -32,6 +32,7 @@ from mta.dns import Resolver
 from mta.logs import setup_logging
 from mta.queue import RecipientState
 from mta.secret import server_secret
+from mta.service_process import run_process
 from mta.submission import SubmissionPolicy
 from mta.verp import Verp
 
@@ -158,20 +159,17 @@ def _stop_event() -> asyncio.Event:
 
 def delivery_process_main(config: Config, index: int, share: int) -> None:
     """Entry point of a spawned delivery process."""
-    setup_logging(config.log.level, config.log.format)
-    _install_uvloop()
-    asyncio.run(_delivery_process(config, index, share))
 
+    async def body(stop: asyncio.Event) -> None:
+        url = await database.resolve_url(config)
+        db = await database.connect(url, config.database.pool_size)
+        engine = await start_engine(config, db, url, index, share)
+        log.info("delivery process %d started as %s", index, engine.node)
+        await stop.wait()
+        await engine.stop()
+        await db.close()
 
-async def _delivery_process(config: Config, index: int, share: int) -> None:
-    stop = _stop_event()
-    url = await database.resolve_url(config)
-    db = await database.connect(url, config.database.pool_size)
-    engine = await start_engine(config, db, url, index, share)
-    log.info("delivery process %d started as %s", index, engine.node)
-    await stop.wait()
-    await engine.stop()
-    await db.close()
+    run_process(config, body)
 
 
 # --- the daemon -----------------------------------------------------------------------------

@@ -1,19 +1,16 @@
 """Serving HTTP from several processes on one address (SO_REUSEPORT): the kernel spreads
 incoming connections over them. The tracker and the control API scale across cores this way:
 each process runs a `ReuseportServer`, started in the daemon or in a process of its own
-(`run_process`)."""
+(mta/service_process.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mta.config import Config, parse_hostport
-from mta.logs import setup_logging
+from mta.config import parse_hostport
 
 BACKLOG = 4096
 
@@ -73,22 +70,3 @@ class ReuseportServer:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, grace)
-
-
-def run_process(config: Config, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """The life of a spawned service process: logging, uvloop, then `body(stop)` until it
-    returns; `stop` is set by SIGTERM or SIGINT."""
-    setup_logging(config.log.level, config.log.format)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await body(stop)
-
-    asyncio.run(main())

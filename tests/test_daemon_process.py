@@ -5,6 +5,7 @@ exits 0 after finishing in-flight work."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import asyncpg
 import pytest
 
 from mta import credentials, tenants
+from mta.config import build_config
 from tests.fixtures_daemon import TEST_DOMAIN, daemon_settings
 
 SENDMILL = str(Path(sys.executable).parent / "sendmill")
@@ -244,3 +246,63 @@ async def test_a_rate_limit_holds_across_two_daemons(process_setup) -> None:
     # have finished its 8 in about 1 s.
     assert float(span) >= 2.5, f"16 messages at a shared 4/s took only {float(span):.2f}s"
     assert len(mx.messages) == 16
+
+
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    return None
+
+
+def _running(pid: int) -> bool:
+    found = _state_and_parent(pid)
+    return found is not None and found[0] not in ("Z", "X")
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    """Running processes whose parent is `pid`."""
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return [c for c in pids if (_state_and_parent(c) or ("", 0))[1] == pid and _running(c)]
+
+
+async def test_service_processes_stop_when_the_daemon_is_killed(
+    tmp_path: Path, database_url: str, dns_server, mx_port: int
+) -> None:
+    """SIGKILL gives the daemon no chance to stop its processes: they notice on their own,
+    rather than serve on beside the next daemon with the old configuration."""
+    settings = daemon_settings(tmp_path, database_url, dns_server.port, mx_port)
+    for section in ("delivery", "tracker", "control"):
+        settings[section]["processes"] = 2
+    config = build_config(settings)
+    (tmp_path / "state").mkdir(parents=True, exist_ok=True)
+    daemon = DaemonProcess(write_config(tmp_path / "sendmill.toml", settings), tmp_path / "log")
+    daemon.start()
+    children: list[int] = []
+    try:
+        await daemon.wait_listening(int(config.control.listen.rsplit(":", 1)[1]))
+        await daemon.wait_listening(int(config.tracker.listen.rsplit(":", 1)[1]))
+        assert daemon.process is not None
+        async with asyncio.timeout(20):  # the spawned processes (and the resource tracker)
+            while len(children := _children(daemon.process.pid)) < 6:
+                await asyncio.sleep(0.1)
+        daemon.process.kill()
+        daemon.process.wait()
+        async with asyncio.timeout(15):
+            while alive := [pid for pid in children if _running(pid)]:
+                # the resource tracker lingers until the last of them has gone: not a server
+                if all(_is_resource_tracker(p) for p in alive):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.process.kill()
+        for pid in children:  # whatever survived a failure here must not outlive the test
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

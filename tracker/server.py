@@ -16,8 +16,9 @@ import asyncpg
 
 from mta import database
 from mta.config import Config
-from mta.reuseport import ReuseportServer, run_process
+from mta.reuseport import ReuseportServer
 from mta.secret import server_secret
+from mta.service_process import run_process
 from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
 from tracker.machine import MachineRules
