@@ -71,7 +71,7 @@ class PerformanceRollup:
             await asyncio.sleep(self._interval)
             try:
                 await roll_up(self._db)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
                 log.warning("campaign performance rollup failed: %s", exc)
 
     async def stop(self) -> None:

@@ -100,7 +100,7 @@ class PrincipalCache:
         while not self._closed:
             try:
                 conn = await self._db.acquire()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except Exception as exc:
                 log.warning("cannot listen for principal changes (%s); retrying", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
@@ -116,7 +116,7 @@ class PrincipalCache:
                 self._conn = conn
                 await lost.wait()
                 log.warning("lost the principal-changes listener; reconnecting")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:
                 log.warning("cannot listen for principal changes (%s); retrying", exc)
             finally:
                 self._conn = None
