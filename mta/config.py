@@ -87,6 +87,8 @@ class SmtpConfig:
 class HttpConfig:
     listen: str = "127.0.0.1:8025"
     max_body_size: int = 36 * 1024 * 1024
+    # How often the queue-by-state gauge on /metrics is sampled (one GROUP BY over the queue).
+    metrics_sample_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,7 @@ _DURATION_KEYS = {
         "idle_timeout",
     },
     "smtp": {"timeout"},
+    "http": {"metrics_sample_interval"},
     "dns": {"timeout", "cache_ttl_max"},
     "tracker": {"flush_interval", "events_retention"},
     "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout", "performance_interval"},
@@ -467,6 +470,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("bounce.domain: required")
     for name in ("listen",):
         parse_hostport(getattr(config.smtp, name), 587, f"smtp.{name}")
+    if config.http.metrics_sample_interval <= 0:
+        raise ConfigError("http.metrics_sample_interval: must be a positive duration")
     if config.tracker.processes < 1:
         raise ConfigError("tracker.processes: must be at least 1")
     if config.control.processes < 1:

@@ -289,7 +289,7 @@ class Daemon:
                     metrics.QUEUE_RECIPIENTS.labels(str(state)).set(totals.get(str(state), 0))
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("queue sampling failed: %s", exc)
-            await asyncio.sleep(5)
+            await asyncio.sleep(self.config.http.metrics_sample_interval)
 
     async def _serve_http(self, app: object) -> None:
         import uvicorn

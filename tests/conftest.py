@@ -25,10 +25,10 @@ _TEMP_ROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMP_ROOT))
 
 pytest_plugins = [
-    "tests.fixtures_dns",
-    "tests.fixtures_mx",
-    "tests.fixtures_daemon",
-    "tests.fixtures_control",
+    "tests.support.fixtures_dns",
+    "tests.support.fixtures_mx",
+    "tests.support.fixtures_daemon",
+    "tests.support.fixtures_control",
 ]
 
 TEMPLATE = "sendmill_template"
