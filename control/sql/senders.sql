@@ -1,3 +1,5 @@
+-- Sender profiles (from/reply-to identities) and whether their domain may send.
+
 -- name: list-sender
 -- Company $1's sender profiles, $2 text in name/address; $3 limit, $4 offset.
 SELECT *, count(*) OVER () AS total FROM sender_profiles
