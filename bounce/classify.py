@@ -114,6 +114,11 @@ class Classifier:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
             self._unless = frozenset(Reason(r) for r in data.get("userunknown_unless", []))
+            self._commands = {k.lower(): str(v) for k, v in data.get("commands", {}).items()}
+            self._at_command = {
+                Reason(reason): {command: Reason(r) for command, r in by_command.items()}
+                for reason, by_command in data.get("at_command", {}).items()
+            }
             self._phrases = _PhraseIndex()
             self._vendor = _PhraseIndex()
             self._rules: list[_Rule] = []
@@ -149,12 +154,33 @@ class Classifier:
                 return rule.reason
         return None
 
+    def command_of(self, text: str, near: int = -1) -> str:
+        """The SMTP command (CONN, HELO, MAIL, RCPT, DATA) a failure answered, from the words
+        around the reply in `text` (already lower case); the mention nearest the position
+        `near` (the failed address) wins, else the first. '' when the text does not say."""
+        best, distance = "", len(text) + 1
+        for phrase, command in self._commands.items():
+            at = text.find(phrase)
+            if at < 0:
+                continue
+            d = abs(at - near) if near >= 0 else at
+            if d < distance:
+                best, distance = command, d
+        return best
+
     def classify(
-        self, status: str = "", diagnostic: str = "", action: str = "", code: int | None = None
+        self,
+        status: str = "",
+        diagnostic: str = "",
+        action: str = "",
+        code: int | None = None,
+        command: str | None = None,
     ) -> Classification:
         """Classify one failed recipient. `status` may be empty: it is then looked for in the
         diagnostic. `code` is the SMTP reply code when known (it decides hard/soft for the
-        reasons whose permanence depends on it)."""
+        reasons whose permanence depends on it). `command` is the SMTP command the failure
+        answered ('' when the report does not say; None when the caller cannot know, which
+        leaves the phrases their plain meaning)."""
         text = normalize(diagnostic[:_MAX_TEXT])
         status = status.strip()
         if not status or status.endswith(".0.0"):
@@ -162,43 +188,47 @@ class Classifier:
             status = _more_specific(status, find_status(text))
         if code is None:
             code = find_reply_code(text)
-        reason = self._decide(status, text, action.lower())
+        reason, by_words = self._decide(status, text, action.lower())
+        if command is not None and by_words:
+            reason = self._at_command.get(reason, {}).get(command, reason)
         return Classification(reason, self.is_hard(reason, status, code), status)
 
-    def classify_reply(self, code: int, reply: str) -> Classification:
+    def classify_reply(self, code: int, reply: str, command: str | None = None) -> Classification:
         """Classify an SMTP reply received while delivering (e.g. '550 5.1.1 No such user')."""
-        return self.classify(find_status(reply), reply, "", code)
+        return self.classify(find_status(reply), reply, "", code, command)
 
-    def _decide(self, status: str, text: str, action: str) -> Reason:
+    def _decide(self, status: str, text: str, action: str) -> tuple[Reason, bool]:
+        """The reason, and whether a generic phrase (not a vendor's wording, not the Status
+        code) decided it: only such a verdict depends on the SMTP command."""
         by_code = self._statuses.get(status)
         # A particular MTA's own wording says exactly what it meant: it decides first.
         by_vendor = self._vendor.rules_matching(text)
         if by_vendor:
-            return self._rules[min(by_vendor)].reason
+            return self._rules[min(by_vendor)].reason, False
         by_phrase = self._phrases.rules_matching(text)
         # Stage 1: text or code, the first reason in order wins.
         for i, rule in enumerate(self._rules):
             if rule.stage != 1:
                 continue
             if rule.matches(text, by_phrase, i):
-                return rule.reason
+                return rule.reason, by_code is not rule.reason
             if by_code is rule.reason:
                 if rule.reason is Reason.USERUNKNOWN and self._says_otherwise(text, by_phrase):
                     continue
-                return rule.reason
+                return rule.reason, False
         # Stage 2: text only.
         for i, rule in enumerate(self._rules):
             if rule.stage == 2 and rule.matches(text, by_phrase, i):
-                return rule.reason
+                return rule.reason, True
         if by_code is not None:
-            return by_code
+            return by_code, False
         if status[2:4] == "6.":
-            return Reason.CONTENTERROR
+            return Reason.CONTENTERROR, False
         if status[2:4] == "7.":
-            return Reason.SECURITYERROR
+            return Reason.SECURITYERROR, False
         if action.startswith(("delayed", "expired")):
-            return Reason.EXPIRED
-        return Reason.ONHOLD if text else Reason.UNDEFINED
+            return Reason.EXPIRED, False
+        return (Reason.ONHOLD, True) if text else (Reason.UNDEFINED, False)
 
     def _says_otherwise(self, text: str, by_phrase: frozenset[int]) -> bool:
         return any(

@@ -18,7 +18,7 @@ from email.parser import HeaderParser
 from email.policy import compat32
 
 from bounce import arf, dsn, heuristics
-from bounce.classify import Classifier, default_classifier
+from bounce.classify import Classifier, default_classifier, normalize
 from bounce.reasons import FailedRecipient, OriginalHeaders, Reason, Report, ReportKind
 
 _MAILBOX_REASONS = frozenset(
@@ -86,6 +86,7 @@ class _Parser:
         self.html: list[str] = []
         self.nested: Message | None = None
         self.depth = 0
+        self._folded: str | None = None  # the human text, folded and lower-cased, once
         self._sort(self.message)
 
     def _sort(self, part: Message) -> None:
@@ -210,18 +211,42 @@ class _Parser:
             def more(recipient: str = recipient) -> str:
                 return in_text().get(recipient, "") or human[:1500]
 
-            out.append(self._classified(recipient, r, diagnostic, more))
+            command = self._command(recipient, diagnostic, human, len(failed) == 1)
+            out.append(self._classified(recipient, r, diagnostic, more, command))
         return Report(ReportKind.BOUNCE, out, original)
 
+    def _command(self, recipient: str, diagnostic: str, human: str, alone: bool) -> str:
+        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
+        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
+        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
+        command = self.classifier.command_of(normalize(diagnostic))
+        if command:
+            return command
+        if self._folded is None:
+            self._folded = normalize(human)
+        text = self._folded
+        at = text.find(recipient) if recipient else -1
+        if at >= 0:
+            start = max(0, at - 400)
+            return self.classifier.command_of(text[start : at + 800], at - start)
+        return self.classifier.command_of(text[:2000]) if alone else ""
+
     def _classified(
-        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: Callable[[], str]
+        self,
+        recipient: str,
+        r: dsn.DsnRecipient,
+        diagnostic: str,
+        more: Callable[[], str],
+        command: str,
     ) -> FailedRecipient:
         """Classify one recipient; `more` gives the text around it when its own says nothing."""
-        c = self.classifier.classify(r.status, diagnostic, r.action)
+        c = self.classifier.classify(r.status, diagnostic, r.action, command=command)
         if c.reason in (Reason.ONHOLD, Reason.UNDEFINED):
             extra = more()
             if extra:
-                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action)
+                c = self.classifier.classify(
+                    r.status, f"{diagnostic} {extra}", r.action, command=command
+                )
         local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
         if local_program and c.reason not in _MAILBOX_REASONS:
             # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
@@ -254,9 +279,9 @@ class _Parser:
         out = []
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
-            out.append(
-                self._classified(t.recipient, r, dsn.fold(t.diagnostic), lambda: human[:1500])
-            )
+            diagnostic = dsn.fold(t.diagnostic)
+            command = self._command(t.recipient, diagnostic, human, len(found) == 1)
+            out.append(self._classified(t.recipient, r, diagnostic, lambda: human[:1500], command))
         return Report(ReportKind.BOUNCE, out, original)
 
     def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:

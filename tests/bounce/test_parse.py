@@ -374,3 +374,46 @@ def test_the_rules_file_uses_only_the_vocabulary(tmp_path) -> None:
     bad.write_text('[statuses]\n"5.1.1" = "nosuchreason"\n[[reason]]\nname = "x"\n')
     with pytest.raises(ValueError, match=r"rules\.toml"):
         Classifier(bad)
+
+
+POSTFIX_AT = """From: MAILER-DAEMON@mx.sender.test (Mail Delivery System)
+To: b+case@bounces.sendmill.test
+Subject: Undelivered Mail Returned to Sender
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+<kim@dest.test>: host mx.dest.test[192.0.2.1] said: 550 Unknown user
+    kim@dest.test (in reply to {command})
+
+--B
+Content-Type: message/delivery-status
+
+Final-Recipient: rfc822; kim@dest.test
+Action: failed
+Status: 5.0.0
+Diagnostic-Code: smtp; 550 Unknown user kim@dest.test
+
+--B--
+"""
+
+
+@pytest.mark.parametrize(
+    "command, reason, hard",
+    [
+        ("RCPT TO command", Reason.USERUNKNOWN, True),
+        ("end of DATA command", Reason.FILTERED, False),  # the message was read: filtered
+        ("MAIL FROM command", Reason.REJECTED, False),  # about the envelope sender
+    ],
+)
+def test_the_smtp_command_decides_what_unknown_user_means(command, reason, hard) -> None:
+    report = parse_message(POSTFIX_AT.format(command=command).encode())
+    assert [(r.recipient, r.reason, r.hard) for r in report.recipients] == [
+        ("kim@dest.test", reason, hard)
+    ]
+
+
+def test_a_status_code_that_says_userunknown_stands_whatever_the_command() -> None:
+    raw = POSTFIX_AT.format(command="end of DATA command").replace("5.0.0", "5.1.1")
+    assert parse_message(raw.encode()).recipients[0].reason is Reason.USERUNKNOWN
