@@ -17,6 +17,7 @@ from pathlib import Path
 from bounce.reasons import Reason
 
 RULES_PATH = Path(__file__).with_name("rules.toml")
+RECEIVERS_PATH = Path(__file__).with_name("remote_hosts.toml")
 
 # RFC 3463 §2: class "." subject "." detail; the detail may have up to three digits.
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -53,6 +54,47 @@ class _Rule:
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """A big mailbox provider whose own replies say exactly what they mean (remote_hosts.toml)."""
+
+    name: str
+    hosts: tuple[str, ...]  # the remote MTA's name ends with one
+    domains: frozenset[str]  # or, with no remote host named, the recipient's domain is one
+    phrases: tuple[tuple[str, Reason], ...]
+    statuses: dict[str, Reason]
+
+    def serves(self, host: str) -> bool:
+        return any(host == h or host.endswith("." + h) for h in self.hosts)
+
+    def reason(self, status: str, text: str) -> Reason | None:
+        for phrase, reason in self.phrases:
+            if phrase in text:
+                return reason
+        return self.statuses.get(status)
+
+
+def load_receivers(path: Path = RECEIVERS_PATH) -> tuple[Receiver, ...]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tuple(
+            Receiver(
+                h["name"],
+                tuple(x.lower() for x in h["hosts"]),
+                frozenset(x.lower() for x in h.get("domains", [])),
+                tuple(
+                    (_SPACE_RE.sub(" ", phrase.lower()), Reason(reason))
+                    for reason, phrases in h.get("reasons", {}).items()
+                    for phrase in phrases
+                ),
+                {k: Reason(v) for k, v in h.get("statuses", {}).items()},
+            )
+            for h in data["host"]
+        )
+    except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise RulesError(f"{path}: {exc}") from exc
 
 
 class _PhraseIndex:
@@ -109,7 +151,8 @@ def find_reply_code(text: str) -> int | None:
 class Classifier:
     """Rules compiled once; `classify` is cheap (a few precompiled regex searches)."""
 
-    def __init__(self, path: Path = RULES_PATH) -> None:
+    def __init__(self, path: Path = RULES_PATH, receivers: Path = RECEIVERS_PATH) -> None:
+        self._receivers = load_receivers(receivers)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
@@ -154,6 +197,14 @@ class Classifier:
                 return rule.reason
         return None
 
+    def receiver(self, remote_host: str, domain: str = "") -> Receiver | None:
+        """The big receiver behind the remote MTA, else behind the recipient's domain."""
+        host = remote_host.lower().strip(".")
+        if any(c.isalpha() for c in host):  # a name, not an IP address
+            return next((r for r in self._receivers if r.serves(host)), None)
+        domain = domain.lower()
+        return next((r for r in self._receivers if domain in r.domains), None) if domain else None
+
     def command_of(self, text: str, near: int = -1) -> str:
         """The SMTP command (CONN, HELO, MAIL, RCPT, DATA) a failure answered, from the words
         around the reply in `text` (already lower case); the mention nearest the position
@@ -175,12 +226,15 @@ class Classifier:
         action: str = "",
         code: int | None = None,
         command: str | None = None,
+        remote_host: str = "",
+        domain: str = "",
     ) -> Classification:
         """Classify one failed recipient. `status` may be empty: it is then looked for in the
         diagnostic. `code` is the SMTP reply code when known (it decides hard/soft for the
         reasons whose permanence depends on it). `command` is the SMTP command the failure
         answered ('' when the report does not say; None when the caller cannot know, which
-        leaves the phrases their plain meaning)."""
+        leaves the phrases their plain meaning). `remote_host` (the MTA that refused) or else the
+        recipient's `domain` selects a big receiver's own rules (remote_hosts.toml)."""
         text = normalize(diagnostic[:_MAX_TEXT])
         status = status.strip()
         if not status or status.endswith(".0.0"):
@@ -188,7 +242,12 @@ class Classifier:
             status = _more_specific(status, find_status(text))
         if code is None:
             code = find_reply_code(text)
-        reason, by_words = self._decide(status, text, action.lower())
+        receiver = self.receiver(remote_host, domain)
+        by_receiver = receiver.reason(status, text) if receiver is not None else None
+        if by_receiver is not None:
+            reason, by_words = by_receiver, False
+        else:
+            reason, by_words = self._decide(status, text, action.lower())
         if command is not None and by_words:
             reason = self._at_command.get(reason, {}).get(command, reason)
         return Classification(reason, self.is_hard(reason, status, code), status)

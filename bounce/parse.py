@@ -211,25 +211,28 @@ class _Parser:
             def more(recipient: str = recipient) -> str:
                 return in_text().get(recipient, "") or human[:1500]
 
-            command = self._command(recipient, diagnostic, human, len(failed) == 1)
-            out.append(self._classified(recipient, r, diagnostic, more, command))
+            out.append(self._classified(recipient, r, diagnostic, more, human, len(failed) == 1))
         return Report(ReportKind.BOUNCE, out, original)
 
-    def _command(self, recipient: str, diagnostic: str, human: str, alone: bool) -> str:
-        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
-        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
-        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
-        command = self.classifier.command_of(normalize(diagnostic))
-        if command:
-            return command
+    def _around(self, recipient: str, human: str, alone: bool) -> tuple[str, int]:
+        """The folded text near the recipient's address in the human-readable part, and the
+        address's position in it (-1: anywhere in the text, when it failed alone)."""
         if self._folded is None:
             self._folded = normalize(human)
         text = self._folded
         at = text.find(recipient) if recipient else -1
         if at >= 0:
             start = max(0, at - 400)
-            return self.classifier.command_of(text[start : at + 800], at - start)
-        return self.classifier.command_of(text[:2000]) if alone else ""
+            return text[start : at + 800], at - start
+        return (text[:2000] if alone else ""), -1
+
+    def _command(self, diagnostic: str, near: tuple[str, int]) -> str:
+        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
+        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
+        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
+        return self.classifier.command_of(normalize(diagnostic)) or self.classifier.command_of(
+            *near
+        )
 
     def _classified(
         self,
@@ -237,16 +240,23 @@ class _Parser:
         r: dsn.DsnRecipient,
         diagnostic: str,
         more: Callable[[], str],
-        command: str,
+        human: str,
+        alone: bool,
     ) -> FailedRecipient:
-        """Classify one recipient; `more` gives the text around it when its own says nothing."""
-        c = self.classifier.classify(r.status, diagnostic, r.action, command=command)
+        """Classify one recipient; `more` gives the text around it when its own says nothing.
+        The SMTP command and the remote host come from its diagnostic, else from the text
+        near its address."""
+        near = self._around(recipient, human, alone)
+        context = {
+            "command": self._command(diagnostic, near),
+            "remote_host": r.remote_mta or _remote_host(diagnostic) or _remote_host(near[0]),
+            "domain": recipient.rpartition("@")[2],
+        }
+        c = self.classifier.classify(r.status, diagnostic, r.action, **context)
         if c.reason in (Reason.ONHOLD, Reason.UNDEFINED):
             extra = more()
             if extra:
-                c = self.classifier.classify(
-                    r.status, f"{diagnostic} {extra}", r.action, command=command
-                )
+                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action, **context)
         local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
         if local_program and c.reason not in _MAILBOX_REASONS:
             # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
@@ -280,8 +290,9 @@ class _Parser:
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
             diagnostic = dsn.fold(t.diagnostic)
-            command = self._command(t.recipient, diagnostic, human, len(found) == 1)
-            out.append(self._classified(t.recipient, r, diagnostic, lambda: human[:1500], command))
+            out.append(
+                self._classified(t.recipient, r, diagnostic, _head(human), human, len(found) == 1)
+            )
         return Report(ReportKind.BOUNCE, out, original)
 
     def _exclusions(self, original: OriginalHeaders) -> frozenset[str]:
@@ -323,6 +334,23 @@ _DELAYED_RE = re.compile(
     r"this\s+is\s+a\s+warning|will\s+continue\s+trying|no\s+action\s+is\s+required",
     re.I,
 )
+
+
+# "host mx.example.net[192.0.2.1] said:" (Postfix), "host mx.example.net [192.0.2.1]:" (Exim),
+# "while talking to mx.example.net.:" (Sendmail): the MTA that refused. Linear: one run of
+# host-name characters after a fixed phrase.
+_REMOTE_HOST_RE = re.compile(
+    r"(?:\bhost|while talking to)\s+([a-z0-9][a-z0-9.-]{0,252}[a-z])", re.I
+)
+
+
+def _head(text: str) -> Callable[[], str]:
+    return lambda: text[:1500]
+
+
+def _remote_host(text: str) -> str:
+    m = _REMOTE_HOST_RE.search(text)
+    return m[1].lower() if m and "." in m[1] else ""
 
 
 def _looks_delayed(subject: str, text: str) -> bool:

@@ -417,3 +417,43 @@ def test_the_smtp_command_decides_what_unknown_user_means(command, reason, hard)
 def test_a_status_code_that_says_userunknown_stands_whatever_the_command() -> None:
     raw = POSTFIX_AT.format(command="end of DATA command").replace("5.0.0", "5.1.1")
     assert parse_message(raw.encode()).recipients[0].reason is Reason.USERUNKNOWN
+
+
+@pytest.mark.parametrize(
+    "host, reply, reason",
+    [
+        ("mail.protection.outlook.com", "550 5.7.506 Access denied, bad HELO", Reason.BLOCKED),
+        (
+            "eur.olc.protection.outlook.com",
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            Reason.USERUNKNOWN,
+        ),
+        ("mx.cox.net", "554 5.7.1 cox.net rejected: IP blocked, see CXBL", Reason.BLOCKED),
+        ("smtp-in.orange.fr", "550 5.1.1 Adresse invalide [OFR_416]", Reason.USERUNKNOWN),
+        (
+            "smtp.secureserver.net",
+            "554 Virus infected message rejected. IB705",
+            Reason.VIRUSDETECTED,
+        ),
+    ],
+)
+def test_big_receivers_are_read_by_their_own_rules(host: str, reply: str, reason: Reason) -> None:
+    got = default_classifier().classify("", reply, "failed", remote_host=host, command="RCPT")
+    assert got.reason is reason
+
+
+def test_a_receivers_rules_apply_to_its_recipients_when_no_remote_host_is_named() -> None:
+    c = default_classifier()
+    reply = "550 5.1.10 RESOLVER.ADR.RecipientNotFound"
+    assert c.classify("", reply, domain="hotmail.com").reason is Reason.USERUNKNOWN
+    # elsewhere 5.1.10 is RFC 7505's null MX
+    assert c.classify("5.1.10", "550 5.1.10 null MX", domain="example.org").reason is (
+        Reason.NOTACCEPT
+    )
+
+
+def test_the_receivers_file_uses_only_the_vocabulary(tmp_path) -> None:
+    bad = tmp_path / "remote_hosts.toml"
+    bad.write_text('[[host]]\nname = "x"\nhosts = ["x.test"]\n[host.reasons]\nnosuch = ["a"]\n')
+    with pytest.raises(ValueError, match=r"remote_hosts\.toml"):
+        Classifier(receivers=bad)
