@@ -158,10 +158,13 @@ class Classifier:
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
             self._unless = frozenset(Reason(r) for r in data.get("userunknown_unless", []))
             self._commands = {k.lower(): str(v) for k, v in data.get("commands", {}).items()}
-            self._at_command = {
-                Reason(reason): {command: Reason(r) for command, r in by_command.items()}
-                for reason, by_command in data.get("at_command", {}).items()
-            }
+            self._at_command, self._at_command_always = (
+                {
+                    Reason(reason): {command: Reason(r) for command, r in by_command.items()}
+                    for reason, by_command in data.get(table, {}).items()
+                }
+                for table in ("at_command", "at_command_always")
+            )
             self._phrases = _PhraseIndex()
             self._vendor = _PhraseIndex()
             self._rules: list[_Rule] = []
@@ -248,8 +251,10 @@ class Classifier:
             reason, by_words = by_receiver, False
         else:
             reason, by_words = self._decide(status, text, action.lower())
-        if command is not None and by_words:
-            reason = self._at_command.get(reason, {}).get(command, reason)
+        if command is not None:
+            if by_words:
+                reason = self._at_command.get(reason, {}).get(command, reason)
+            reason = self._at_command_always.get(reason, {}).get(command, reason)
         return Classification(reason, self.is_hard(reason, status, code), status)
 
     def classify_reply(self, code: int, reply: str, command: str | None = None) -> Classification:
@@ -262,8 +267,9 @@ class Classifier:
         by_code = self._statuses.get(status)
         # A particular MTA's own wording says exactly what it meant: it decides first.
         by_vendor = self._vendor.rules_matching(text)
-        if by_vendor:
-            return self._rules[min(by_vendor)].reason, False
+        for i in sorted(by_vendor):  # a rule's not_phrases veto its vendor phrases too
+            if not any(v in text for v in self._rules[i].veto):
+                return self._rules[i].reason, False
         by_phrase = self._phrases.rules_matching(text)
         # Stage 1: text or code, the first reason in order wins.
         for i, rule in enumerate(self._rules):
