@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,29 +100,39 @@ def load_receivers(path: Path = RECEIVERS_PATH) -> tuple[Receiver, ...]:
 
 class _PhraseIndex:
     """Literal phrases looked up by one of their words, then checked with `in`: a few set
-    lookups and substring tests instead of hundreds of regex alternatives per text."""
+    lookups and substring tests instead of hundreds of regex alternatives per text. A phrase
+    may be a vendor's (an MTA's own wording): those are reported apart as well."""
 
     def __init__(self) -> None:
-        self._by_word: dict[str, list[tuple[int, str]]] = {}
-        self._always: list[tuple[int, str]] = []
+        self._by_word: dict[str, list[tuple[int, str, bool]]] = {}
+        self._always: list[tuple[int, str, bool]] = []
 
-    def add(self, rule: int, phrase: str) -> None:
+    def add(self, rule: int, phrase: str, vendor: bool = False) -> None:
         words = _WORD_RE.findall(phrase)
         # Edge words may be cut mid-word ("s mail servers"); interior ones are whole.
         inner = words[1:-1] if len(words) > 2 else words
         if not inner:
-            self._always.append((rule, phrase))
+            self._always.append((rule, phrase, vendor))
             return
         key = max(inner, key=len)
-        self._by_word.setdefault(key, []).append((rule, phrase))
+        self._by_word.setdefault(key, []).append((rule, phrase, vendor))
 
-    def rules_matching(self, text: str) -> frozenset[int]:
-        found = {rule for rule, phrase in self._always if phrase in text}
-        for word in set(_WORD_RE.findall(text)):
-            for rule, phrase in self._by_word.get(word, ()):
-                if rule not in found and phrase in text:
-                    found.add(rule)
-        return frozenset(found)
+    def rules_matching(self, text: str) -> tuple[frozenset[int], frozenset[int]]:
+        """The rules with a phrase in `text`, and those with a vendor phrase in it."""
+        found: set[int] = set()
+        by_vendor: set[int] = set()
+        candidates = [self._always]
+        candidates.extend(
+            self._by_word[w] for w in set(_WORD_RE.findall(text)) if w in self._by_word
+        )
+        for entries in candidates:
+            for rule, phrase, vendor in entries:
+                if (rule in by_vendor if vendor else rule in found) or phrase not in text:
+                    continue
+                found.add(rule)
+                if vendor:
+                    by_vendor.add(rule)
+        return frozenset(found), frozenset(by_vendor)
 
 
 def normalize(text: str) -> str:
@@ -165,16 +176,15 @@ class Classifier:
                 }
                 for table in ("at_command", "at_command_always")
             )
+            self._command_matters = frozenset(self._at_command) | frozenset(self._at_command_always)
             self._phrases = _PhraseIndex()
-            self._vendor = _PhraseIndex()
             self._rules: list[_Rule] = []
             for i, r in enumerate(data["reason"]):
                 patterns = r.get("patterns", [])
                 for phrase in r.get("phrases", []):
                     self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()))
                 for phrase in r.get("vendor_phrases", []):
-                    self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()))
-                    self._vendor.add(i, _SPACE_RE.sub(" ", phrase.lower()))
+                    self._phrases.add(i, _SPACE_RE.sub(" ", phrase.lower()), vendor=True)
                 self._rules.append(
                     _Rule(
                         Reason(r["name"]),
@@ -194,7 +204,7 @@ class Classifier:
     def reason_of_text(self, text: str) -> Reason | None:
         """The first reason (stage 1, then stage 2) whose phrases match `text`."""
         text = normalize(text)
-        by_phrase = self._phrases.rules_matching(text)
+        by_phrase, _ = self._phrases.rules_matching(text)
         for i, rule in enumerate(self._rules):
             if rule.matches(text, by_phrase, i):
                 return rule.reason
@@ -228,7 +238,7 @@ class Classifier:
         diagnostic: str = "",
         action: str = "",
         code: int | None = None,
-        command: str | None = None,
+        command: str | Callable[[], str] | None = None,
         remote_host: str = "",
         domain: str = "",
     ) -> Classification:
@@ -236,7 +246,8 @@ class Classifier:
         diagnostic. `code` is the SMTP reply code when known (it decides hard/soft for the
         reasons whose permanence depends on it). `command` is the SMTP command the failure
         answered ('' when the report does not say; None when the caller cannot know, which
-        leaves the phrases their plain meaning). `remote_host` (the MTA that refused) or else the
+        leaves the phrases their plain meaning), or a function finding it, called only when the
+        command can change the verdict. `remote_host` (the MTA that refused) or else the
         recipient's `domain` selects a big receiver's own rules (remote_hosts.toml)."""
         text = normalize(diagnostic[:_MAX_TEXT])
         status = status.strip()
@@ -251,10 +262,12 @@ class Classifier:
             reason, by_words = by_receiver, False
         else:
             reason, by_words = self._decide(status, text, action.lower())
-        if command is not None:
+        if command is not None and reason in self._command_matters:
+            # the command is only looked for when it can change the verdict
+            smtp_command = command() if callable(command) else command
             if by_words:
-                reason = self._at_command.get(reason, {}).get(command, reason)
-            reason = self._at_command_always.get(reason, {}).get(command, reason)
+                reason = self._at_command.get(reason, {}).get(smtp_command, reason)
+            reason = self._at_command_always.get(reason, {}).get(smtp_command, reason)
         return Classification(reason, self.is_hard(reason, status, code), status)
 
     def classify_reply(self, code: int, reply: str, command: str | None = None) -> Classification:
@@ -266,11 +279,10 @@ class Classifier:
         code) decided it: only such a verdict depends on the SMTP command."""
         by_code = self._statuses.get(status)
         # A particular MTA's own wording says exactly what it meant: it decides first.
-        by_vendor = self._vendor.rules_matching(text)
+        by_phrase, by_vendor = self._phrases.rules_matching(text)
         for i in sorted(by_vendor):  # a rule's not_phrases veto its vendor phrases too
             if not any(v in text for v in self._rules[i].veto):
                 return self._rules[i].reason, False
-        by_phrase = self._phrases.rules_matching(text)
         # Stage 1: text or code, the first reason in order wins.
         for i, rule in enumerate(self._rules):
             if rule.stage != 1:

@@ -9,6 +9,7 @@ reported as UNREADABLE with reason `undefined`: the processor keeps it, it is ne
 from __future__ import annotations
 
 import email
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -79,6 +80,8 @@ class _Parser:
     def __init__(self, raw: bytes, classifier: Classifier) -> None:
         self.classifier = classifier
         self.message = email.message_from_bytes(raw, policy=compat32)
+        # Looking for JMRP's header in every part is dear; its name in the bytes is not.
+        self.maybe_jmrp = b"xmroriginalrecipient" in raw.lower()
         self.dsn_parts: list[Message] = []
         self.feedback_part: Message | None = None
         self.original: Message | None = None
@@ -133,7 +136,7 @@ class _Parser:
         original = self._original_headers()
         if self.feedback_part is not None:
             return self._complaint(original)
-        jmrp = arf.jmrp_recipient(self.message)
+        jmrp = arf.jmrp_recipient(self.message) if self.maybe_jmrp else None
         if jmrp is not None:
             return Report(
                 ReportKind.COMPLAINT,
@@ -214,25 +217,21 @@ class _Parser:
             out.append(self._classified(recipient, r, diagnostic, more, human, len(failed) == 1))
         return Report(ReportKind.BOUNCE, out, original)
 
-    def _around(self, recipient: str, human: str, alone: bool) -> tuple[str, int]:
-        """The folded text near the recipient's address in the human-readable part, and the
-        address's position in it (-1: anywhere in the text, when it failed alone)."""
+    def _command(self, recipient: str, diagnostic: str, human: str, alone: bool) -> str:
+        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
+        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
+        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
+        command = self.classifier.command_of(normalize(diagnostic))
+        if command:
+            return command
         if self._folded is None:
             self._folded = normalize(human)
         text = self._folded
         at = text.find(recipient) if recipient else -1
         if at >= 0:
             start = max(0, at - 400)
-            return text[start : at + 800], at - start
-        return (text[:2000] if alone else ""), -1
-
-    def _command(self, diagnostic: str, near: tuple[str, int]) -> str:
-        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
-        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
-        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
-        return self.classifier.command_of(normalize(diagnostic)) or self.classifier.command_of(
-            *near
-        )
+            return self.classifier.command_of(text[start : at + 800], at - start)
+        return self.classifier.command_of(text[:2000]) if alone else ""
 
     def _classified(
         self,
@@ -244,12 +243,13 @@ class _Parser:
         alone: bool,
     ) -> FailedRecipient:
         """Classify one recipient; `more` gives the text around it when its own says nothing.
-        The SMTP command and the remote host come from its diagnostic, else from the text
-        near its address."""
-        near = self._around(recipient, human, alone)
+        The remote host comes from the report or the diagnostic; the SMTP command from the
+        diagnostic, else from the text near its address, and only when it matters."""
         context = {
-            "command": self._command(diagnostic, near),
-            "remote_host": r.remote_mta or _remote_host(diagnostic) or _remote_host(near[0]),
+            "command": functools.cache(
+                functools.partial(self._command, recipient, diagnostic, human, alone)
+            ),
+            "remote_host": r.remote_mta or _remote_host(diagnostic),
             "domain": recipient.rpartition("@")[2],
         }
         c = self.classifier.classify(r.status, diagnostic, r.action, **context)
