@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from bounce import arf, dsn, heuristics
+from bounce import arf, dsn, heuristics, ses
 from bounce.classify import Classifier, default_classifier, normalize
 from bounce.reasons import FailedRecipient, OriginalHeaders, Reason, Report, ReportKind
 
@@ -82,6 +82,7 @@ class _Parser:
         self.message = email.message_from_bytes(raw, policy=compat32)
         # Looking for JMRP's header in every part is dear; its name in the bytes is not.
         self.maybe_jmrp = b"xmroriginalrecipient" in raw.lower()
+        self.maybe_ses = b"notificationType" in raw or b"eventType" in raw
         self.dsn_parts: list[Message] = []
         self.feedback_part: Message | None = None
         self.original: Message | None = None
@@ -144,6 +145,10 @@ class _Parser:
                 original,
                 feedback_type="abuse",
             )
+        if self.maybe_ses and not self.dsn_parts:
+            notification = ses.mailed_notification(self._human_text())
+            if notification is not None:
+                return self._ses(notification, original)
         human = heuristics.cut_original(self._human_text())
         if self.dsn_parts:
             report = self._dsn(human, original)
@@ -165,19 +170,54 @@ class _Parser:
         return "\n\n".join(self.texts or self.html)[:_MAX_TEXT]
 
     def _complaint(self, original: OriginalHeaders) -> Report:
+        """One complaint per recipient the report names (Original-Rcpt-To, which may repeat),
+        else the returned message's To: the complainer, or the mailbox it reached."""
         assert self.feedback_part is not None
         feedback = arf.parse_feedback(dsn.part_text(self.feedback_part))
-        recipient = feedback.recipient or dsn.first_address(original.to)
+        recipients = feedback.recipients or (dsn.first_address(original.to),)
         if not original.return_path and feedback.original_mail_from:
             original.return_path = feedback.original_mail_from
-        complaint = FailedRecipient(
-            recipient,
-            Reason.FEEDBACK,
-            None,
-            diagnostic=feedback.feedback_type,
-            remote_mta=feedback.user_agent,
-        )
-        return Report(ReportKind.COMPLAINT, [complaint], original, feedback.feedback_type)
+        complaints = [
+            FailedRecipient(
+                recipient,
+                Reason.FEEDBACK,
+                None,
+                diagnostic=feedback.feedback_type,
+                remote_mta=feedback.user_agent,
+            )
+            for recipient in recipients
+        ]
+        return Report(ReportKind.COMPLAINT, complaints, original, feedback.feedback_type)
+
+    def _ses(self, notification: dict[str, object], original: OriginalHeaders) -> Report:
+        """A mailed Amazon SES notification: its recipients, classified like a DSN's."""
+        found = ses.recipients(notification)
+        if found and found[0].message_id and not original.message_id:
+            original.message_id = found[0].message_id.strip("<> ")
+        if found and found[0].complaint:
+            complaints = [
+                FailedRecipient(r.address.lower(), Reason.FEEDBACK, None, diagnostic=r.diagnostic)
+                for r in found
+            ]
+            return Report(ReportKind.COMPLAINT, complaints, original, found[0].diagnostic)
+        out = []
+        for r in found:
+            c = self.classifier.classify(r.status, r.diagnostic, r.action)
+            reason, hard = c.reason, c.hard
+            if reason in (Reason.ONHOLD, Reason.UNDEFINED) and r.hint is not None:
+                reason, hard = r.hint, self.classifier.is_hard(r.hint, c.status)
+            out.append(
+                FailedRecipient(
+                    r.address.lower(),
+                    reason,
+                    hard,
+                    status=c.status,
+                    action=r.action or "failed",
+                    diagnostic=r.diagnostic[:1000],
+                    remote_mta=r.remote_mta,
+                )
+            )
+        return Report(ReportKind.BOUNCE, out, original)
 
     def _dsn(self, human: str, original: OriginalHeaders) -> Report | None:
         found: list[dsn.DsnRecipient] = []

@@ -457,3 +457,68 @@ def test_the_receivers_file_uses_only_the_vocabulary(tmp_path) -> None:
     bad.write_text('[[host]]\nname = "x"\nhosts = ["x.test"]\n[host.reasons]\nnosuch = ["a"]\n')
     with pytest.raises(ValueError, match=r"remote_hosts\.toml"):
         Classifier(receivers=bad)
+
+
+def test_an_arf_report_naming_several_recipients_is_a_complaint_for_each() -> None:
+    raw = ARF.replace(
+        b"Original-Rcpt-To: <carol@example.org>\n",
+        b"Original-Rcpt-To: <carol@example.org>\nOriginal-Rcpt-To: dave@example.org\n",
+    )
+    report = parse_message(raw)
+    assert report.kind is ReportKind.COMPLAINT
+    assert [r.recipient for r in report.recipients] == ["carol@example.org", "dave@example.org"]
+
+
+def test_an_arf_report_without_original_rcpt_to_names_the_returned_messages_to() -> None:
+    raw = ARF.replace(b"Original-Rcpt-To: <carol@example.org>\n", b"").replace(
+        b"Content-Type: message/rfc822\n", b"Content-Type: text/rfc822-headers\n"
+    )
+    report = parse_message(raw)
+    assert [(r.recipient, r.reason) for r in report.recipients] == [
+        ("carol@example.org", Reason.FEEDBACK)
+    ]
+
+
+SES_MAILED = b"""From: no-reply@sns.amazonaws.com
+To: b+aaaa-bbbb@bounces.sendmill.test
+Subject: AWS Notification Message
+Content-Type: text/plain; charset=UTF-8
+
+{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",
+"bouncedRecipients":[{"emailAddress":"bounce@simulator.amazonses.com","action":"failed",
+"status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],
+"timestamp":"2026-12-03T10:00:00.000Z","feedbackId":"0100-abc",
+"reportingMTA":"dsn; a8-52.smtp-out.amazonses.com"},
+"mail":{"timestamp":"2026-12-03T09:59:59.000Z","source":"app@example.test",
+"messageId":"0100-def","destination":["bounce@simulator.amazonses.com"],
+"commonHeaders":{"from":["app@example.test"],"to":["bounce@simulator.amazonses.com"],
+"messageId":"<m3@example.test>","subject":"hello"}}}
+
+--
+If you wish to stop receiving notifications from this topic, please click or visit the link
+below to unsubscribe.
+"""
+
+
+def test_a_mailed_ses_notification_is_read_like_a_dsn() -> None:
+    report = parse_message(SES_MAILED)
+    assert report.kind is ReportKind.BOUNCE
+    (r,) = report.recipients
+    assert (r.recipient, r.reason, r.hard, r.status) == (
+        "bounce@simulator.amazonses.com",
+        Reason.USERUNKNOWN,
+        True,
+        "5.1.1",
+    )
+    assert report.original.message_id == "m3@example.test"
+
+
+def test_a_mailed_ses_complaint_is_a_complaint() -> None:
+    head = SES_MAILED.partition(b"\n\n")[0]
+    body = (
+        b'{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":'
+        b'"complaint@simulator.amazonses.com"}],"complaintFeedbackType":"abuse"},"mail":{}}'
+    )
+    report = parse_message(head + b"\n\n" + body + b"\n")
+    assert report.kind is ReportKind.COMPLAINT
+    assert [r.recipient for r in report.recipients] == ["complaint@simulator.amazonses.com"]
