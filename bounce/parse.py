@@ -261,13 +261,15 @@ class _Parser:
         """The SMTP command the recipient's failure answered: said in its diagnostic, else in
         the text near its address (Postfix's "in reply to RCPT TO command" follows it,
         Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
-        command = self.classifier.command_of(normalize(diagnostic))
+        folded = normalize(diagnostic)
+        command = self.classifier.command_of(folded, folded.rfind(recipient) if recipient else -1)
         if command:
             return command
         if self._folded is None:
             self._folded = normalize(human)
         text = self._folded
-        at = text.find(recipient) if recipient else -1
+        # the last mention: in a session transcript it is in the refusal, after its command
+        at = text.rfind(recipient) if recipient else -1
         if at >= 0:
             start = max(0, at - 400)
             return self.classifier.command_of(text[start : at + 800], at - start)
