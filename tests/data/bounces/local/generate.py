@@ -1,14 +1,22 @@
 # ruff: noqa: E501 -- the replies are quoted whole
-"""Regenerates the Postfix bounces in this folder and their labels in ../expected.tsv (not run
-by the tests; needs root and the Debian `postfix` package): a private Postfix instance relays
-one message per case to local SMTP servers that refuse it at the case's stage (greeting, HELO,
-MAIL, RCPT or DATA) with a chosen reply, or cannot be reached at all; Postfix gives up at once
-(maximal_queue_lifetime = 0) and sends its DSN back to the sink, which saves it.
+"""Regenerates the bounces in this folder and their labels in ../expected.tsv (not run by the
+tests; needs root, the Debian `postfix` package, and for Exim the Debian archive reachable by
+apt-get): a private instance of each MTA relays one message per case to local SMTP servers that
+refuse it at the case's stage (greeting, HELO, MAIL, RCPT or DATA) with a chosen reply, or
+cannot be reached at all; the MTA gives up at once and sends its bounce back to the sink, which
+saves it as `<mta>_<case>.eml`.
 
-It runs in a throwaway network namespace with only loopback up, so nothing leaves the machine
-(a name lookup fails at once instead of asking a resolver):
+- Postfix 3.7, the installed package, with its own configuration directory.
+- Exim 4.96 (Debian's exim4-daemon-light, which would replace Postfix if installed): unpacked
+  from its .deb with `apt-get download` + `dpkg -x` into the work directory and run from there,
+  with the `Debian-exim` user it was built for added to a private copy of /etc/passwd that is
+  bind-mounted in this namespace only.
 
-    sudo unshare -n sh -c 'ip link set lo up && .venv/bin/python tests/data/bounces/local/generate.py'
+The MTAs run in a throwaway mount and network namespace with only loopback up (the script
+enters it itself, after fetching Exim's packages), so nothing leaves the machine and no system
+file changes; a name lookup fails at once instead of asking a resolver:
+
+    sudo .venv/bin/python tests/data/bounces/local/generate.py [postfix] [exim]
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import smtplib
 import socket
 import socketserver
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +38,7 @@ from aiosmtpd.controller import Controller
 HERE = Path(__file__).resolve().parent
 WORK = Path("/tmp/sendmill-bounce-corpus")
 LABELS = HERE.parent / "expected.tsv"
+DEBS = Path("/tmp/sendmill-bounce-debs")
 SENDER_DOMAIN = "bounces.sender.test"
 
 
@@ -318,8 +329,9 @@ class Sink:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if envelope.mail_from in ("", "<>"):  # a DSN coming back: keep it
-            (WORK / f"dsn-{time.monotonic_ns()}.eml").write_bytes(envelope.original_content)
+        if envelope.mail_from in ("", "<>"):  # a bounce coming back to b+case-NAME: keep it
+            name = envelope.rcpt_tos[0].partition("@")[0].removeprefix("b+case-")
+            (WORK / f"dsn-{name}.eml").write_bytes(envelope.original_content)
             return "250 2.0.0 saved"
         case = CASES.get(envelope.rcpt_tos[0].partition("@")[0])
         return case.reply if case and case.stage == "DATA" else "250 2.0.0 OK"
@@ -363,23 +375,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _routes(sink_port: int) -> str:
+def _path_routes(sink_port: int) -> dict[str, tuple[str, int, bool]]:
+    """Where each path case's recipient is sent: local part -> (host, port, TLS required)."""
+    routes = {}
+    for name, case in CASES.items():
+        if case.stage in ("CONN", "HELO", "HANG"):
+            routes[name] = ("127.0.0.1", _scripted(case), False)
+        elif case.stage == "REFUSED":
+            routes[name] = ("127.0.0.1", _free_port(), False)  # nothing listens
+        elif case.stage == "NOHOST":
+            routes[name] = ("mx.nohost.invalid", 25, False)
+        elif case.stage == "TLS":
+            routes[name] = ("127.0.0.1", sink_port, True)
+    return routes
+
+
+def _postfix_routes(sink_port: int) -> str:
     """transport_maps: one route per path case (its recipient address), else the sink."""
     routes = []
-    for name, case in CASES.items():
-        address = f"{name}@{case.domain}"
-        if case.stage in ("CONN", "HELO", "HANG"):
-            routes.append(f"{address}=smtp:[127.0.0.1]:{_scripted(case)}")
-        elif case.stage == "REFUSED":
-            routes.append(f"{address}=smtp:[127.0.0.1]:{_free_port()}")  # nothing listens
-        elif case.stage == "NOHOST":
-            routes.append(f"{address}=smtp:[mx.nohost.invalid]")
-        elif case.stage == "TLS":
-            routes.append(f"{address}=smtp-tls:[127.0.0.1]:{sink_port}")
+    for name, (host, port, tls) in _path_routes(sink_port).items():
+        transport = "smtp-tls" if tls else "smtp"
+        routes.append(f"{name}@path.test={transport}:[{host}]:{port}")
     return "inline:{" + ", ".join(routes) + "}"
 
 
-def _postfix(conf: Path, smtp_port: int, sink_port: int) -> None:
+def _postfix(smtp_port: int, sink_port: int) -> Callable[[], None]:
+    """Start a private Postfix listening on smtp_port; returns how to stop it."""
+    conf = WORK / "conf"
     conf.mkdir(parents=True)
     for name in ("queue", "data"):
         (WORK / name).mkdir()
@@ -393,7 +415,7 @@ inet_protocols = ipv4
 myhostname = mx.sender.test
 mydestination =
 relayhost = [127.0.0.1]:{sink_port}
-transport_maps = {_routes(sink_port)}
+transport_maps = {_postfix_routes(sink_port)}
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 maximal_queue_lifetime = 0
@@ -428,28 +450,136 @@ maillog_file_prefixes = {WORK}
         if not subprocess.run(
             ["postfix", "-c", str(conf), "start"], capture_output=True
         ).returncode:
-            return
+            return lambda: subprocess.run(["postfix", "-c", str(conf), "stop"], check=False)
         time.sleep(1)
     raise RuntimeError("postfix did not start")
 
 
-def _write_labels(written: set[str]) -> None:
-    """Replace the local/postfix_* rows of expected.tsv with the cases' blind labels."""
+EXIM_CONF = """exim_path = {work}/root/usr/sbin/exim4
+primary_hostname = mx.sender.test
+qualify_domain = sender.test
+spool_directory = {work}/spool
+log_file_path = {work}/log/%slog
+pid_file_path = {work}/exim.pid
+daemon_smtp_ports = {smtp_port}
+local_interfaces = 127.0.0.1
+acl_smtp_rcpt = accept_all
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+delay_warning =
+ignore_bounce_errors_after = 0s
+timeout_frozen_after = 1m
+
+begin acl
+accept_all:
+  accept
+
+begin routers
+path_cases:
+  driver = manualroute
+  domains = path.test
+  route_data = ${{lookup{{$local_part}}lsearch{{{work}/hosts}}}}
+  transport = remote_smtp
+  self = send
+to_sink:
+  driver = manualroute
+  route_list = * 127.0.0.1
+  transport = remote_smtp
+  self = send
+
+begin transports
+remote_smtp:
+  driver = smtp
+  port = ${{lookup{{$local_part}}lsearch{{{work}/ports}}{{$value}}{{{sink_port}}}}}
+  hosts_require_tls = ${{lookup{{$local_part}}lsearch{{{work}/tls}}{{$value}}{{}}}}
+  connect_timeout = 3s
+  command_timeout = 3s
+  allow_localhost
+
+begin retry
+* * F,2s,1s
+"""
+
+
+def _exim(smtp_port: int, sink_port: int) -> Callable[[], None]:
+    """Unpack Debian's Exim into the work directory, start it on smtp_port (queue runs every
+    second, so a deferral turns into a bounce within seconds); returns how to stop it."""
+    work = WORK / "exim"
+    root = work / "root"
+    for sub in ("spool", "log", "root"):
+        (work / sub).mkdir(parents=True)
+    for deb in DEBS.glob("*.deb"):  # fetched by main() before the network went away
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    # The user Debian's build names, in a private passwd seen by this mount namespace only.
+    for name, line in (("passwd", "Debian-exim:x:990:990::/nonexistent:/usr/sbin/nologin"),
+                       ("group", "Debian-exim:x:990:")):  # fmt: skip
+        private = work / name
+        private.write_text(Path(f"/etc/{name}").read_text() + line + "\n")
+        subprocess.run(["mount", "--bind", str(private), f"/etc/{name}"], check=True)
+    routes = _path_routes(sink_port)
+    (work / "hosts").write_text("".join(f"{n}: {h}\n" for n, (h, _, _) in routes.items()))
+    (work / "ports").write_text("".join(f"{n}: {p}\n" for n, (_, p, _) in routes.items()))
+    (work / "tls").write_text("".join(f"{n}: *\n" for n, (_, _, t) in routes.items() if t))
+    conf = work / "exim.conf"
+    conf.write_text(EXIM_CONF.format(work=work, smtp_port=smtp_port, sink_port=sink_port))
+    subprocess.run(["chown", "-R", "990:990", str(work / "spool"), str(work / "log")], check=True)
+    # Its libidn.so.12, found through a private linker cache (Exim re-executes itself with a
+    # clean environment, so LD_LIBRARY_PATH would not reach the deliveries).
+    cache = work / "ld.so.cache"
+    lib = root / "usr/lib/x86_64-linux-gnu"
+    subprocess.run(["ldconfig", "-C", str(cache), "-f", "/etc/ld.so.conf", str(lib)], check=True)
+    subprocess.run(["mount", "--bind", str(cache), "/etc/ld.so.cache"], check=True)
+    daemon = subprocess.Popen([str(root / "usr/sbin/exim4"), "-C", str(conf), "-bdf", "-q1s"])
+    return lambda: (daemon.terminate(), daemon.wait(10))
+
+
+def _write_labels(written: dict[str, set[str]]) -> None:
+    """Replace the rows of the regenerated MTAs' files in expected.tsv with the cases' labels."""
+    prefixes = tuple(f"local/{mta}_" for mta in written)
     lines = [
         line
         for line in LABELS.read_text(encoding="utf-8").splitlines()
-        if not line.startswith("local/postfix_")
+        if not line.startswith(prefixes)
     ]
-    for name, case in CASES.items():
-        if name in written:
-            recipient = f"{name}@{case.domain}"
-            lines.append(
-                f"local/postfix_{name}.eml\t{recipient}\t{case.reason}\t{case.hard}\tblind-reply"
-            )
+    for mta, names in written.items():
+        for name, case in CASES.items():
+            if name in names:
+                lines.append(
+                    f"local/{mta}_{name}.eml\t{name}@{case.domain}\t{case.reason}\t{case.hard}"
+                    "\tblind-reply"
+                )
     LABELS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+MTAS: dict[str, Callable[[int, int], Callable[[], None]]] = {"postfix": _postfix, "exim": _exim}
+
+
 def main() -> None:
+    """Outside the namespace: fetch what Exim needs, then run again inside a fresh one."""
+    if "--inside" in sys.argv:
+        return _inside([a for a in sys.argv[1:] if a != "--inside"] or list(MTAS))
+    chosen = sys.argv[1:] or list(MTAS)
+    if "exim" in chosen:
+        DEBS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["apt-get", "download", "exim4-daemon-light", "libidn12"], cwd=DEBS, check=True
+        )
+    inside = f"ip link set lo up && exec {sys.executable} {__file__} --inside {' '.join(chosen)}"
+    subprocess.run(["unshare", "--mount", "--net", "sh", "-c", inside], check=True)
+
+
+def _inside(chosen: list[str]) -> None:
+    written: dict[str, set[str]] = {}
+    for mta in chosen:
+        written[mta] = _generate(mta)
+    _write_labels(written)
+    for mta, names in written.items():
+        missing = sorted(set(CASES) - names)
+        print(f"{mta}: {len(names)} bounces; no bounce for: {', '.join(missing) or 'none'}")
+
+
+def _generate(mta: str) -> set[str]:
     if WORK.exists():
         subprocess.run(["postfix", "-c", str(WORK / "conf"), "stop"], capture_output=True)
         shutil.rmtree(WORK)
@@ -457,7 +587,7 @@ def main() -> None:
     smtp_port, sink_port = _free_port(), _free_port()
     sink = Controller(Sink(), hostname="127.0.0.1", port=sink_port)
     sink.start()
-    _postfix(WORK / "conf", smtp_port, sink_port)
+    stop = MTAS[mta](smtp_port, sink_port)
     try:
         time.sleep(2)
         for name, case in CASES.items():
@@ -472,19 +602,15 @@ def main() -> None:
         while len(list(WORK.glob("dsn-*.eml"))) < len(CASES) and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
-        subprocess.run(["postfix", "-c", str(WORK / "conf"), "stop"], capture_output=True)
+        stop()
         sink.stop()
     written = set()
-    for dsn in WORK.glob("dsn-*.eml"):
-        data = dsn.read_bytes()
-        for name, case in CASES.items():
-            if f"<{name}@{case.domain}>".encode() in data:
-                (HERE / f"postfix_{name}.eml").write_bytes(data)
-                written.add(name)
-                break
-    _write_labels(written)
-    missing = sorted(set(CASES) - written)
-    print(f"{len(written)} bounces in {HERE}; no bounce for: {', '.join(missing) or 'none'}")
+    for name in CASES:
+        dsn = WORK / f"dsn-{name}.eml"
+        if dsn.exists():
+            (HERE / f"{mta}_{name}.eml").write_bytes(dsn.read_bytes())
+            written.add(name)
+    return written
 
 
 if __name__ == "__main__":
