@@ -164,6 +164,7 @@ class Classifier:
 
     def __init__(self, path: Path = RULES_PATH, receivers: Path = RECEIVERS_PATH) -> None:
         self._receivers = load_receivers(receivers)
+        self._receiver_of: dict[tuple[str, str], Receiver | None] = {}  # a cache
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
@@ -212,6 +213,15 @@ class Classifier:
 
     def receiver(self, remote_host: str, domain: str = "") -> Receiver | None:
         """The big receiver behind the remote MTA, else behind the recipient's domain."""
+        key = (remote_host, domain)
+        found = self._receiver_of.get(key, False)
+        if found is False:  # not looked up yet (threads may race here: same answer)
+            if len(self._receiver_of) > 10_000:  # bounded: hosts and domains are many
+                self._receiver_of.clear()
+            found = self._receiver_of[key] = self._find_receiver(remote_host, domain)
+        return found
+
+    def _find_receiver(self, remote_host: str, domain: str) -> Receiver | None:
         host = remote_host.lower().strip(".")
         if any(c.isalpha() for c in host):  # a name, not an IP address
             return next((r for r in self._receivers if r.serves(host)), None)
