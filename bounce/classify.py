@@ -169,6 +169,7 @@ class Classifier:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             self._statuses = {k: Reason(v) for k, v in data["statuses"].items()}
             self._unless = frozenset(Reason(r) for r in data.get("userunknown_unless", []))
+            self._vague = frozenset(Reason(r) for r in data.get("vague_statuses", []))
             self._commands = {k.lower(): str(v) for k, v in data.get("commands", {}).items()}
             self._at_command, self._at_command_always = (
                 {
@@ -303,6 +304,8 @@ class Classifier:
                 if rule.reason is Reason.USERUNKNOWN and self._says_otherwise(text, by_phrase):
                     continue
                 return rule.reason, False
+        if by_code is not None and by_code not in self._vague:
+            return by_code, False  # a code that names a precise reason beats stage-2 words
         # Stage 2: text only.
         for i, rule in enumerate(self._rules):
             if rule.stage == 2 and rule.matches(text, by_phrase, i):

@@ -522,3 +522,15 @@ def test_a_mailed_ses_complaint_is_a_complaint() -> None:
     report = parse_message(head + b"\n\n" + body + b"\n")
     assert report.kind is ReportKind.COMPLAINT
     assert [r.recipient for r in report.recipients] == ["complaint@simulator.amazonses.com"]
+
+
+def test_a_code_naming_a_precise_reason_beats_vaguer_words() -> None:
+    c = default_classifier()
+    # 5.6.0 says content; "policy" alone would be policyviolation
+    assert c.classify("5.6.0", "554 5.6.0 Message rejected due to local policy").reason is (
+        Reason.CONTENTERROR
+    )
+    # 5.7.1 is vague (securityerror): the words decide
+    assert c.classify("5.7.1", "550 5.7.1 Message rejected due to local policy").reason is (
+        Reason.POLICYVIOLATION
+    )
