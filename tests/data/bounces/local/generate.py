@@ -552,7 +552,81 @@ def _write_labels(written: dict[str, set[str]]) -> None:
     LABELS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-MTAS: dict[str, Callable[[int, int], Callable[[], None]]] = {"postfix": _postfix, "exim": _exim}
+def _unpack(packages: tuple[str, ...], into: Path) -> Path:
+    """Unpack the fetched .debs of `packages` into `into`; a private linker cache that also
+    finds their libraries is returned (bind-mounted over /etc/ld.so.cache by the caller)."""
+    for deb in DEBS.glob("*.deb"):  # fetched by main() before the network went away
+        if deb.name.startswith(packages):
+            subprocess.run(["dpkg", "-x", str(deb), str(into)], check=True)
+    cache = into.parent / "ld.so.cache"
+    lib = into / "usr/lib/x86_64-linux-gnu"
+    subprocess.run(["ldconfig", "-C", str(cache), "-f", "/etc/ld.so.conf", str(lib)], check=True)
+    return cache
+
+
+def _private_users(work: Path, users: dict[str, int]) -> list[str]:
+    """Shell commands that bind-mount copies of /etc/passwd and /etc/group with `users` added."""
+    commands = []
+    for name in ("passwd", "group"):
+        lines = Path(f"/etc/{name}").read_text()
+        for user, uid in users.items():
+            lines += (
+                f"{user}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"
+                if name == "passwd"
+                else f"{user}:x:{uid}:\n"
+            )
+        (work / name).write_text(lines)
+        commands.append(f"mount --bind {work / name} /etc/{name}")
+    return commands
+
+
+OPENSMTPD_CONF = """queue ttl 4s
+listen on 127.0.0.1 port {smtp_port}
+{actions}
+action "sink" relay host smtp://127.0.0.1:{sink_port}
+{matches}
+match from any for any action "sink"
+"""
+
+
+def _opensmtpd(smtp_port: int, sink_port: int) -> Callable[[], None]:
+    """Unpack Debian's OpenSMTPD and start it on smtp_port in a nested mount namespace that
+    gives it its users, its spool (/var/spool/smtpd) and its chroot (/var/lib/opensmtpd/empty)
+    as private directories; returns how to stop it."""
+    work = WORK / "opensmtpd"
+    (work / "var/spool").mkdir(parents=True)
+    (work / "var/lib/opensmtpd/empty").mkdir(parents=True)
+    cache = _unpack(("opensmtpd",), work / "root")
+    actions, matches = [], []
+    for name, (host, port, tls) in _path_routes(sink_port).items():
+        scheme = "smtp+tls" if tls else "smtp"
+        actions.append(f'action "{name}" relay host {scheme}://{host}:{port}')
+        matches.append(f'match from any for rcpt-to "{name}@path.test" action "{name}"')
+    conf = work / "smtpd.conf"
+    conf.write_text(
+        OPENSMTPD_CONF.format(
+            smtp_port=smtp_port,
+            sink_port=sink_port,
+            actions="\n".join(actions),
+            matches="\n".join(matches),
+        )
+    )
+    setup = [
+        *_private_users(work, {"opensmtpd": 991, "opensmtpq": 992}),
+        f"mount --bind {cache} /etc/ld.so.cache",
+        f"mount --bind {work / 'var/spool'} /var/spool",
+        f"mount --bind {work / 'var/lib'} /var/lib",
+        f"exec {work / 'root/usr/sbin/smtpd'} -d -f {conf}",
+    ]
+    daemon = subprocess.Popen(["unshare", "--mount", "sh", "-c", " && ".join(setup)])
+    return lambda: (daemon.terminate(), daemon.wait(10))
+
+
+MTAS: dict[str, Callable[[int, int], Callable[[], None]]] = {
+    "postfix": _postfix,
+    "exim": _exim,
+    "opensmtpd": _opensmtpd,
+}
 
 
 def main() -> None:
@@ -565,6 +639,9 @@ def main() -> None:
         subprocess.run(
             ["apt-get", "download", "exim4-daemon-light", "libidn12"], cwd=DEBS, check=True
         )
+    if "opensmtpd" in chosen:
+        DEBS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "opensmtpd"], cwd=DEBS, check=True)
     inside = f"ip link set lo up && exec {sys.executable} {__file__} --inside {' '.join(chosen)}"
     subprocess.run(["unshare", "--mount", "--net", "sh", "-c", inside], check=True)
 
