@@ -24,7 +24,8 @@ PERSON_COMPLAINTS = frozenset({"abuse", "fraud", "other", "not-spam", "opt-out",
 @dataclass(slots=True)
 class FeedbackReport:
     feedback_type: str  # abuse, fraud, virus, auth-failure, not-spam, other
-    recipient: str  # Original-Rcpt-To, '' when redacted or absent
+    recipient: str  # the first Original-Rcpt-To, '' when redacted or absent
+    recipients: tuple[str, ...] = ()  # every Original-Rcpt-To (a report may name several)
     user_agent: str = ""
     source_ip: str = ""
     arrival_date: str = ""
@@ -34,12 +35,16 @@ class FeedbackReport:
 def parse_feedback(text: str) -> FeedbackReport:
     """The fields of a message/feedback-report part (every field optional in practice)."""
     fields: dict[str, str] = {}
+    recipients: dict[str, None] = {}  # in order, once each
     for group in field_groups(text):
         for key, value in group.items():
             fields.setdefault(key, value)
+            if key == "original-rcpt-to" and first_address(value):
+                recipients[first_address(value)] = None
     return FeedbackReport(
         feedback_type=fields.get("feedback-type", "abuse").strip().lower() or "abuse",
-        recipient=first_address(fields.get("original-rcpt-to", "")),
+        recipient=next(iter(recipients), ""),
+        recipients=tuple(recipients),
         user_agent=fold(fields.get("user-agent", "")),
         source_ip=fields.get("source-ip", "").strip(),
         arrival_date=fields.get("arrival-date", fields.get("received-date", "")).strip(),

@@ -9,6 +9,7 @@ reported as UNREADABLE with reason `undefined`: the processor keeps it, it is ne
 from __future__ import annotations
 
 import email
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -17,8 +18,8 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from bounce import arf, dsn, heuristics
-from bounce.classify import Classifier, default_classifier
+from bounce import arf, dsn, heuristics, ses
+from bounce.classify import Classifier, default_classifier, normalize
 from bounce.reasons import FailedRecipient, OriginalHeaders, Reason, Report, ReportKind
 
 _MAILBOX_REASONS = frozenset(
@@ -79,6 +80,9 @@ class _Parser:
     def __init__(self, raw: bytes, classifier: Classifier) -> None:
         self.classifier = classifier
         self.message = email.message_from_bytes(raw, policy=compat32)
+        # Looking for JMRP's header in every part is dear; its name in the bytes is not.
+        self.maybe_jmrp = b"xmroriginalrecipient" in raw.lower()
+        self.maybe_ses = b"notificationType" in raw or b"eventType" in raw
         self.dsn_parts: list[Message] = []
         self.feedback_part: Message | None = None
         self.original: Message | None = None
@@ -86,6 +90,7 @@ class _Parser:
         self.html: list[str] = []
         self.nested: Message | None = None
         self.depth = 0
+        self._folded: str | None = None  # the human text, folded and lower-cased, once
         self._sort(self.message)
 
     def _sort(self, part: Message) -> None:
@@ -132,7 +137,7 @@ class _Parser:
         original = self._original_headers()
         if self.feedback_part is not None:
             return self._complaint(original)
-        jmrp = arf.jmrp_recipient(self.message)
+        jmrp = arf.jmrp_recipient(self.message) if self.maybe_jmrp else None
         if jmrp is not None:
             return Report(
                 ReportKind.COMPLAINT,
@@ -140,6 +145,10 @@ class _Parser:
                 original,
                 feedback_type="abuse",
             )
+        if self.maybe_ses and not self.dsn_parts:
+            notification = ses.mailed_notification(self._human_text())
+            if notification is not None:
+                return self._ses(notification, original)
         human = heuristics.cut_original(self._human_text())
         if self.dsn_parts:
             report = self._dsn(human, original)
@@ -161,19 +170,54 @@ class _Parser:
         return "\n\n".join(self.texts or self.html)[:_MAX_TEXT]
 
     def _complaint(self, original: OriginalHeaders) -> Report:
+        """One complaint per recipient the report names (Original-Rcpt-To, which may repeat),
+        else the returned message's To: the complainer, or the mailbox it reached."""
         assert self.feedback_part is not None
         feedback = arf.parse_feedback(dsn.part_text(self.feedback_part))
-        recipient = feedback.recipient or dsn.first_address(original.to)
+        recipients = feedback.recipients or (dsn.first_address(original.to),)
         if not original.return_path and feedback.original_mail_from:
             original.return_path = feedback.original_mail_from
-        complaint = FailedRecipient(
-            recipient,
-            Reason.FEEDBACK,
-            None,
-            diagnostic=feedback.feedback_type,
-            remote_mta=feedback.user_agent,
-        )
-        return Report(ReportKind.COMPLAINT, [complaint], original, feedback.feedback_type)
+        complaints = [
+            FailedRecipient(
+                recipient,
+                Reason.FEEDBACK,
+                None,
+                diagnostic=feedback.feedback_type,
+                remote_mta=feedback.user_agent,
+            )
+            for recipient in recipients
+        ]
+        return Report(ReportKind.COMPLAINT, complaints, original, feedback.feedback_type)
+
+    def _ses(self, notification: dict[str, object], original: OriginalHeaders) -> Report:
+        """A mailed Amazon SES notification: its recipients, classified like a DSN's."""
+        found = ses.recipients(notification)
+        if found and found[0].message_id and not original.message_id:
+            original.message_id = found[0].message_id.strip("<> ")
+        if found and found[0].complaint:
+            complaints = [
+                FailedRecipient(r.address.lower(), Reason.FEEDBACK, None, diagnostic=r.diagnostic)
+                for r in found
+            ]
+            return Report(ReportKind.COMPLAINT, complaints, original, found[0].diagnostic)
+        out = []
+        for r in found:
+            c = self.classifier.classify(r.status, r.diagnostic, r.action)
+            reason, hard = c.reason, c.hard
+            if reason in (Reason.ONHOLD, Reason.UNDEFINED) and r.hint is not None:
+                reason, hard = r.hint, self.classifier.is_hard(r.hint, c.status)
+            out.append(
+                FailedRecipient(
+                    r.address.lower(),
+                    reason,
+                    hard,
+                    status=c.status,
+                    action=r.action or "failed",
+                    diagnostic=r.diagnostic[:1000],
+                    remote_mta=r.remote_mta,
+                )
+            )
+        return Report(ReportKind.BOUNCE, out, original)
 
     def _dsn(self, human: str, original: OriginalHeaders) -> Report | None:
         found: list[dsn.DsnRecipient] = []
@@ -210,18 +254,51 @@ class _Parser:
             def more(recipient: str = recipient) -> str:
                 return in_text().get(recipient, "") or human[:1500]
 
-            out.append(self._classified(recipient, r, diagnostic, more))
+            out.append(self._classified(recipient, r, diagnostic, more, human, len(failed) == 1))
         return Report(ReportKind.BOUNCE, out, original)
 
+    def _command(self, recipient: str, diagnostic: str, human: str, alone: bool) -> str:
+        """The SMTP command the recipient's failure answered: said in its diagnostic, else in
+        the text near its address (Postfix's "in reply to RCPT TO command" follows it,
+        Sendmail's ">>> RCPT To:" precedes it), else anywhere when it failed alone."""
+        folded = normalize(diagnostic)
+        command = self.classifier.command_of(folded, folded.rfind(recipient) if recipient else -1)
+        if command:
+            return command
+        if self._folded is None:
+            self._folded = normalize(human)
+        text = self._folded
+        # the last mention: in a session transcript it is in the refusal, after its command
+        at = text.rfind(recipient) if recipient else -1
+        if at >= 0:
+            start = max(0, at - 400)
+            return self.classifier.command_of(text[start : at + 800], at - start)
+        return self.classifier.command_of(text[:2000]) if alone else ""
+
     def _classified(
-        self, recipient: str, r: dsn.DsnRecipient, diagnostic: str, more: Callable[[], str]
+        self,
+        recipient: str,
+        r: dsn.DsnRecipient,
+        diagnostic: str,
+        more: Callable[[], str],
+        human: str,
+        alone: bool,
     ) -> FailedRecipient:
-        """Classify one recipient; `more` gives the text around it when its own says nothing."""
-        c = self.classifier.classify(r.status, diagnostic, r.action)
+        """Classify one recipient; `more` gives the text around it when its own says nothing.
+        The remote host comes from the report or the diagnostic; the SMTP command from the
+        diagnostic, else from the text near its address, and only when it matters."""
+        context = {
+            "command": functools.cache(
+                functools.partial(self._command, recipient, diagnostic, human, alone)
+            ),
+            "remote_host": r.remote_mta or _remote_host(diagnostic),
+            "domain": recipient.rpartition("@")[2],
+        }
+        c = self.classifier.classify(r.status, diagnostic, r.action, **context)
         if c.reason in (Reason.ONHOLD, Reason.UNDEFINED):
             extra = more()
             if extra:
-                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action)
+                c = self.classifier.classify(r.status, f"{diagnostic} {extra}", r.action, **context)
         local_program = r.diagnostic_type == "x-unix" or "command output:" in diagnostic.lower()
         if local_program and c.reason not in _MAILBOX_REASONS:
             # a local delivery program failed (X-Unix, Postfix's pipe): unless it said why
@@ -254,8 +331,9 @@ class _Parser:
         out = []
         for t in found:
             r = dsn.DsnRecipient(t.recipient, action="delayed" if delayed else "failed")
+            diagnostic = dsn.fold(t.diagnostic)
             out.append(
-                self._classified(t.recipient, r, dsn.fold(t.diagnostic), lambda: human[:1500])
+                self._classified(t.recipient, r, diagnostic, _head(human), human, len(found) == 1)
             )
         return Report(ReportKind.BOUNCE, out, original)
 
@@ -298,6 +376,23 @@ _DELAYED_RE = re.compile(
     r"this\s+is\s+a\s+warning|will\s+continue\s+trying|no\s+action\s+is\s+required",
     re.I,
 )
+
+
+# "host mx.example.net[192.0.2.1] said:" (Postfix), "host mx.example.net [192.0.2.1]:" (Exim),
+# "while talking to mx.example.net.:" (Sendmail): the MTA that refused. Linear: one run of
+# host-name characters after a fixed phrase.
+_REMOTE_HOST_RE = re.compile(
+    r"(?:\bhost|while talking to)\s+([a-z0-9][a-z0-9.-]{0,252}[a-z])", re.I
+)
+
+
+def _head(text: str) -> Callable[[], str]:
+    return lambda: text[:1500]
+
+
+def _remote_host(text: str) -> str:
+    m = _REMOTE_HOST_RE.search(text)
+    return m[1].lower() if m and "." in m[1] else ""
 
 
 def _looks_delayed(subject: str, text: str) -> bool:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bounce import events, policy
+from bounce import events, policy, ses
 from bounce.classify import Classifier, default_classifier
 from bounce.events import BounceEvent, EventKind, storable
 from bounce.reasons import Reason
@@ -181,54 +181,23 @@ def _check_timestamp(timestamp: str) -> None:
 
 # --- provider payloads ------------------------------------------------------------------------
 
-_SES_SUBTYPES = {
-    "noemail": Reason.USERUNKNOWN,
-    "suppressed": Reason.USERUNKNOWN,
-    "onaccountsuppressionlist": Reason.USERUNKNOWN,
-    "mailboxfull": Reason.MAILBOXFULL,
-    "messagetoolarge": Reason.MESGTOOBIG,
-    "contentrejected": Reason.CONTENTERROR,
-    "attachmentrejected": Reason.POLICYVIOLATION,
-}
-
 
 def ses_notices(message: dict[str, Any]) -> list[Notice]:
     """Bounce and complaint notifications (notificationType) and events (eventType) of SES."""
-    kind = (message.get("notificationType") or message.get("eventType") or "").lower()
-    mail = message.get("mail") or {}
-    message_id = (mail.get("commonHeaders") or {}).get("messageId", "") or ""
-    if kind == "bounce":
-        bounce = message.get("bounce") or {}
-        permanent = {"permanent": True, "transient": False}.get(
-            str(bounce.get("bounceType", "")).lower()
+    return [
+        Notice(
+            EventKind.COMPLAINED if r.complaint else EventKind.BOUNCED,
+            r.address,
+            status=r.status,
+            diagnostic=r.diagnostic,
+            action=r.action,
+            message_id=r.message_id,
+            hint=r.hint,
+            permanent=r.permanent,
+            remote_mta=r.remote_mta,
         )
-        hint = _SES_SUBTYPES.get(str(bounce.get("bounceSubType", "")).lower())
-        return [
-            Notice(
-                EventKind.BOUNCED,
-                str(r.get("emailAddress", "")),
-                status=str(r.get("status", "")),
-                diagnostic=str(r.get("diagnosticCode", "")),
-                action=str(r.get("action", "failed")),
-                message_id=message_id,
-                hint=hint,
-                permanent=permanent,
-                remote_mta=str(bounce.get("reportingMTA", "")),
-            )
-            for r in bounce.get("bouncedRecipients") or []
-        ]
-    if kind == "complaint":
-        complaint = message.get("complaint") or {}
-        return [
-            Notice(
-                EventKind.COMPLAINED,
-                str(r.get("emailAddress", "")),
-                diagnostic=str(complaint.get("complaintFeedbackType", "abuse")),
-                message_id=message_id,
-            )
-            for r in complaint.get("complainedRecipients") or []
-        ]
-    return []
+        for r in ses.recipients(message)
+    ]
 
 
 def sendgrid_notices(items: list[Any]) -> list[Notice]:

@@ -374,3 +374,163 @@ def test_the_rules_file_uses_only_the_vocabulary(tmp_path) -> None:
     bad.write_text('[statuses]\n"5.1.1" = "nosuchreason"\n[[reason]]\nname = "x"\n')
     with pytest.raises(ValueError, match=r"rules\.toml"):
         Classifier(bad)
+
+
+POSTFIX_AT = """From: MAILER-DAEMON@mx.sender.test (Mail Delivery System)
+To: b+case@bounces.sendmill.test
+Subject: Undelivered Mail Returned to Sender
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+<kim@dest.test>: host mx.dest.test[192.0.2.1] said: 550 Unknown user
+    kim@dest.test (in reply to {command})
+
+--B
+Content-Type: message/delivery-status
+
+Final-Recipient: rfc822; kim@dest.test
+Action: failed
+Status: 5.0.0
+Diagnostic-Code: smtp; 550 Unknown user kim@dest.test
+
+--B--
+"""
+
+
+@pytest.mark.parametrize(
+    "command, reason, hard",
+    [
+        ("RCPT TO command", Reason.USERUNKNOWN, True),
+        ("end of DATA command", Reason.FILTERED, False),  # the message was read: filtered
+        ("MAIL FROM command", Reason.REJECTED, False),  # about the envelope sender
+    ],
+)
+def test_the_smtp_command_decides_what_unknown_user_means(command, reason, hard) -> None:
+    report = parse_message(POSTFIX_AT.format(command=command).encode())
+    assert [(r.recipient, r.reason, r.hard) for r in report.recipients] == [
+        ("kim@dest.test", reason, hard)
+    ]
+
+
+def test_a_status_code_that_says_userunknown_stands_whatever_the_command() -> None:
+    raw = POSTFIX_AT.format(command="end of DATA command").replace("5.0.0", "5.1.1")
+    assert parse_message(raw.encode()).recipients[0].reason is Reason.USERUNKNOWN
+
+
+@pytest.mark.parametrize(
+    "host, reply, reason",
+    [
+        ("mail.protection.outlook.com", "550 5.7.506 Access denied, bad HELO", Reason.BLOCKED),
+        (
+            "eur.olc.protection.outlook.com",
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            Reason.USERUNKNOWN,
+        ),
+        ("mx.cox.net", "554 5.7.1 cox.net rejected: IP blocked, see CXBL", Reason.BLOCKED),
+        ("smtp-in.orange.fr", "550 5.1.1 Adresse invalide [OFR_416]", Reason.USERUNKNOWN),
+        (
+            "smtp.secureserver.net",
+            "554 Virus infected message rejected. IB705",
+            Reason.VIRUSDETECTED,
+        ),
+    ],
+)
+def test_big_receivers_are_read_by_their_own_rules(host: str, reply: str, reason: Reason) -> None:
+    got = default_classifier().classify("", reply, "failed", remote_host=host, command="RCPT")
+    assert got.reason is reason
+
+
+def test_a_receivers_rules_apply_to_its_recipients_when_no_remote_host_is_named() -> None:
+    c = default_classifier()
+    reply = "550 5.1.10 RESOLVER.ADR.RecipientNotFound"
+    assert c.classify("", reply, domain="hotmail.com").reason is Reason.USERUNKNOWN
+    # elsewhere 5.1.10 is RFC 7505's null MX
+    assert c.classify("5.1.10", "550 5.1.10 null MX", domain="example.org").reason is (
+        Reason.NOTACCEPT
+    )
+
+
+def test_the_receivers_file_uses_only_the_vocabulary(tmp_path) -> None:
+    bad = tmp_path / "remote_hosts.toml"
+    bad.write_text('[[host]]\nname = "x"\nhosts = ["x.test"]\n[host.reasons]\nnosuch = ["a"]\n')
+    with pytest.raises(ValueError, match=r"remote_hosts\.toml"):
+        Classifier(receivers=bad)
+
+
+def test_an_arf_report_naming_several_recipients_is_a_complaint_for_each() -> None:
+    raw = ARF.replace(
+        b"Original-Rcpt-To: <carol@example.org>\n",
+        b"Original-Rcpt-To: <carol@example.org>\nOriginal-Rcpt-To: dave@example.org\n",
+    )
+    report = parse_message(raw)
+    assert report.kind is ReportKind.COMPLAINT
+    assert [r.recipient for r in report.recipients] == ["carol@example.org", "dave@example.org"]
+
+
+def test_an_arf_report_without_original_rcpt_to_names_the_returned_messages_to() -> None:
+    raw = ARF.replace(b"Original-Rcpt-To: <carol@example.org>\n", b"").replace(
+        b"Content-Type: message/rfc822\n", b"Content-Type: text/rfc822-headers\n"
+    )
+    report = parse_message(raw)
+    assert [(r.recipient, r.reason) for r in report.recipients] == [
+        ("carol@example.org", Reason.FEEDBACK)
+    ]
+
+
+SES_MAILED = b"""From: no-reply@sns.amazonaws.com
+To: b+aaaa-bbbb@bounces.sendmill.test
+Subject: AWS Notification Message
+Content-Type: text/plain; charset=UTF-8
+
+{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",
+"bouncedRecipients":[{"emailAddress":"bounce@simulator.amazonses.com","action":"failed",
+"status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],
+"timestamp":"2026-12-03T10:00:00.000Z","feedbackId":"0100-abc",
+"reportingMTA":"dsn; a8-52.smtp-out.amazonses.com"},
+"mail":{"timestamp":"2026-12-03T09:59:59.000Z","source":"app@example.test",
+"messageId":"0100-def","destination":["bounce@simulator.amazonses.com"],
+"commonHeaders":{"from":["app@example.test"],"to":["bounce@simulator.amazonses.com"],
+"messageId":"<m3@example.test>","subject":"hello"}}}
+
+--
+If you wish to stop receiving notifications from this topic, please click or visit the link
+below to unsubscribe.
+"""
+
+
+def test_a_mailed_ses_notification_is_read_like_a_dsn() -> None:
+    report = parse_message(SES_MAILED)
+    assert report.kind is ReportKind.BOUNCE
+    (r,) = report.recipients
+    assert (r.recipient, r.reason, r.hard, r.status) == (
+        "bounce@simulator.amazonses.com",
+        Reason.USERUNKNOWN,
+        True,
+        "5.1.1",
+    )
+    assert report.original.message_id == "m3@example.test"
+
+
+def test_a_mailed_ses_complaint_is_a_complaint() -> None:
+    head = SES_MAILED.partition(b"\n\n")[0]
+    body = (
+        b'{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":'
+        b'"complaint@simulator.amazonses.com"}],"complaintFeedbackType":"abuse"},"mail":{}}'
+    )
+    report = parse_message(head + b"\n\n" + body + b"\n")
+    assert report.kind is ReportKind.COMPLAINT
+    assert [r.recipient for r in report.recipients] == ["complaint@simulator.amazonses.com"]
+
+
+def test_a_code_naming_a_precise_reason_beats_vaguer_words() -> None:
+    c = default_classifier()
+    # 5.6.0 says content; "policy" alone would be policyviolation
+    assert c.classify("5.6.0", "554 5.6.0 Message rejected due to local policy").reason is (
+        Reason.CONTENTERROR
+    )
+    # 5.7.1 is vague (securityerror): the words decide
+    assert c.classify("5.7.1", "550 5.7.1 Message rejected due to local policy").reason is (
+        Reason.POLICYVIOLATION
+    )
