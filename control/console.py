@@ -1,0 +1,89 @@
+"""The web console's files (issue 17), served at `/ui` on the control listener.
+
+The console is a single-page application built by Vite from `control/console/` into
+`control/console/dist/` (`./dev` builds it when its sources change; a wheel ships the built
+files as package data). It talks to the public control API only, with the same tokens and
+permissions as any client: this module serves files and nothing else.
+
+Every response carries a strict Content-Security-Policy (no inline script or style, no other
+origin, no framing) and `Referrer-Policy: no-referrer`. Hashed assets are cached for a year;
+the page itself is never cached, so a new build is picked up at the next load. Any path under
+`/ui/` that is not a file is the page (the application routes in the browser's history).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+DIST = Path(__file__).parent / "console" / "dist"
+PREFIX = "/ui"
+
+# 'self' only: the API and the WebSocket are same-origin; charts draw on a canvas; the only
+# images are the console's own and data: URIs (a TOTP QR code). Template previews are shown
+# as source until a sandboxed preview document lands.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_STORE = "no-store"
+NOT_BUILT = (
+    "The web console is not built. Run `./dev serve` (it builds it), or "
+    "`npm ci && npm run build` in control/console/."
+)
+
+
+class ConsoleFiles:
+    """ASGI app for `/ui`: the built files under `root`, the page for every other path."""
+
+    def __init__(self, root: Path = DIST) -> None:
+        self.root = root.resolve()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self._response(scope)
+        response.headers.update(SECURITY_HEADERS)
+        await response(scope, receive, send)
+
+    def _response(self, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):
+            return PlainTextResponse("method not allowed", 405, headers={"Allow": "GET, HEAD"})
+        index = self.root / "index.html"
+        if not index.is_file():
+            return PlainTextResponse(NOT_BUILT, 503, headers={"Cache-Control": NO_STORE})
+        relative = scope["path"].removeprefix(PREFIX).lstrip("/")
+        if not relative.startswith("assets/"):
+            return FileResponse(index, media_type="text/html", headers={"Cache-Control": NO_STORE})
+        asset = self._asset(relative)
+        if asset is None:
+            return PlainTextResponse("not found", 404)
+        media_type = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
+        return FileResponse(asset, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+
+    def _asset(self, relative: str) -> Path | None:
+        """The built file `relative` names, if there is one (never outside the root)."""
+        candidate = (self.root / relative).resolve()
+        if not candidate.is_relative_to(self.root) or not candidate.is_file():
+            return None
+        return candidate

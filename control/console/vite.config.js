@@ -1,0 +1,15 @@
+// Builds the console into dist/ for the daemon to serve at /ui (control/console.py).
+// No inline script or style ends up in the page: the server's CSP forbids them.
+import { defineConfig } from "vite";
+
+export default defineConfig({
+  base: "/ui/",
+  oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    assetsInlineLimit: 0,
+    modulePreload: { polyfill: false },
+    chunkSizeWarningLimit: 400,
+  },
+});
