@@ -1,2 +1,6 @@
+// Entry point: mounts the console.
 import { render } from "preact";
-render(<p>hi</p>, document.getElementById("app"));
+import { App } from "./app.jsx";
+import "./styles.css";
+
+render(<App />, document.getElementById("app"));
