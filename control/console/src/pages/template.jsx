@@ -39,7 +39,10 @@ export function TemplatePage({ id }) {
     api("GET", `/api/email-templates/${id}/`).then(
       (t) => {
         setSaved(t);
-        setForm(Object.fromEntries(EDITABLE.map((k) => [k, t[k] ?? (k === "is_active" ? true : "")])));
+        const fields = Object.fromEntries(EDITABLE.map((k) => [k, t[k] ?? (k === "is_active" ? true : "")]));
+        // A generated text part is shown empty: saving it back would freeze it as authored.
+        if (t.text_generated) fields.text_content = "";
+        setForm(fields);
       },
       setError,
     );
@@ -142,7 +145,7 @@ export function TemplatePage({ id }) {
           <Field label="MJML source (optional)" hint="When given, the HTML is compiled from it." error={errors.mjml_source}>
             {(p) => <textarea {...p} class="source" rows={6} spellcheck={false} value={form.mjml_source} onInput={set("mjml_source")} />}
           </Field>
-          <Field label="Text part (optional)" hint="Left empty, it is generated from the HTML." error={errors.text_content}>
+          <Field label="Text part (optional)" hint="Left empty, it is generated from the HTML at each save." error={errors.text_content}>
             {(p) => <textarea {...p} rows={5} value={form.text_content} onInput={set("text_content")} />}
           </Field>
           <label class="checkbox">

@@ -52,7 +52,7 @@ export function UsersPage() {
                   <tr key={u.id}>
                     <td class="name-cell">
                       {u.full_name || u.email}
-                      <span class="muted">{u.email}</span>
+                      {u.full_name && <span class="muted">{u.email}</span>}
                     </td>
                     <td>
                       {can("users:update") && u.id !== me ? (

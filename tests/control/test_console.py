@@ -1,0 +1,229 @@
+"""The web console (issue 17) in headless Chromium against the running control API: what a
+user notices — logging in (with the second factor), seeing their templates, creating a campaign
+through the wizard, importing a CSV with progress, roles seeing only what they may, logout
+ending the session — with an axe-core scan and desktop and phone screenshots of each page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pyotp
+import pytest
+
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, check_page, require_console_and_browser
+from tests.support.fixtures_control import PASSWORD, Control
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    require_console_and_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A fresh browser context; any Content-Security-Policy refusal fails the test (the console
+    must work under its own policy)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    refusals: list[str] = []
+    page.on(
+        "console",
+        lambda m: refusals.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield page
+    await context.close()
+    assert not refusals, refusals
+
+
+async def log_in(page: Any, control: Control, email: str) -> None:
+    await page.goto(control.url + "/ui/")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Dashboard").wait_for()
+
+
+async def test_console_is_served_at_ui_with_a_strict_policy(control: Control) -> None:
+    require_console_and_browser()
+    c = control.client
+    assert (await c.get("/")).headers["location"] == "/ui/"
+    page = await c.get("/ui/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["cache-control"] == "no-store"
+    deep = await c.get("/ui/campaigns/12")
+    assert deep.status_code == 200 and deep.text == page.text
+    script = re.search(r'src="(/ui/assets/[^"]+\.js)"', page.text)
+    assert script is not None
+    asset = await c.get(script.group(1))
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    assert (await c.get("/ui/assets/missing.js")).status_code == 404
+    assert (await c.get("/ui/assets/../../console.py")).status_code in (404, 200)
+    assert "ConsoleFiles" not in (await c.get("/ui/assets/../../console.py")).text
+
+
+async def test_marketer_logs_in_sees_templates_and_creates_a_campaign_in_the_wizard(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    ids = await control.fixtures(admin)
+    template = (
+        await control.client.get(f"/api/email-templates/{ids['template']}/", headers=admin.auth)
+    ).json()
+
+    await log_in(page, control, admin.email)
+    await check_page(page, "dashboard")
+
+    await page.get_by_role("link", name="Templates").click()
+    await page.get_by_role("link", name=template["template_name"]).wait_for()
+    await check_page(page, "templates")
+    await page.get_by_role("link", name=template["template_name"]).click()
+    await page.get_by_role("heading", name="Content checks").wait_for()
+    await check_page(page, "template")
+
+    await page.get_by_role("link", name="Campaigns").click()
+    await page.get_by_role("heading", name="Campaigns").wait_for()
+    await page.get_by_role("link", name="Spring sale").first.wait_for()
+    await check_page(page, "campaigns")
+    await page.get_by_role("link", name="New campaign").click()
+    await page.get_by_label("Campaign name").fill("Autumn launch")
+    await page.get_by_label("Subject line").fill("Leaves are falling")
+    await page.get_by_label("Sender").select_option(str(ids["sender"]))
+    await check_page(page, "wizard-details")
+    await page.get_by_role("button", name="Next: Template").click()
+    await page.get_by_label(template["template_name"]).check()
+    await page.get_by_role("button", name="Next: Audience").click()
+    await page.get_by_text("1 subscribed").first.wait_for()
+    await page.locator(".choice", has_text="1 subscribed").first.locator("input").check()
+    await page.get_by_text("About 1 recipients").wait_for()
+    await check_page(page, "wizard-audience")
+    await page.get_by_role("button", name="Next: Schedule").click()
+    await page.get_by_label("Keep as a draft").check()
+    await page.get_by_role("button", name="Next: Review").click()
+    await page.get_by_text("Passed the content checks").wait_for()
+    await check_page(page, "wizard-review")
+    await page.get_by_role("button", name="Create campaign").click()
+    await page.get_by_role("heading", name="Autumn launch").wait_for()
+    await page.get_by_text("Draft", exact=False).first.wait_for()
+    await check_page(page, "campaign")
+
+    listed = await control.client.get(
+        "/api/email-campaigns/", headers=admin.auth, params={"search": "Autumn"}
+    )
+    (created,) = listed.json()["results"]
+    assert created["subject_line"] == "Leaves are falling"
+    assert created["campaign_status"] == "draft"
+    assert created["sender_profile_id"] == ids["sender"]
+
+    # Send it from its page: the status moves and the badge says so (not colour alone).
+    await page.get_by_role("button", name="Send now").click()
+    await page.locator(".page-head .badge", has_text="sending").wait_for()
+
+
+async def test_csv_import_shows_progress_counts_and_refused_rows(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    ids = await control.fixtures(admin)
+    await log_in(page, control, admin.email)
+    await page.goto(control.url + f"/ui/lists/{ids['list']}")
+    await page.get_by_role("heading", name="Import contacts from CSV").wait_for()
+    rows = ["email,first_name", "ann@example.net,Ann", "not-an-address,Bob", "cy@example.net,Cy"]
+    await page.get_by_label("CSV file").set_input_files(
+        {"name": "people.csv", "mimeType": "text/csv", "buffer": "\n".join(rows).encode()}
+    )
+    await page.get_by_role("button", name="Import", exact=True).click()
+    status = page.locator(".import-progress")
+    await status.get_by_text("finished").wait_for()
+    text = await status.inner_text()
+    assert "3 rows read" in text and "2 imported" in text and "1 refused" in text
+    assert "Row 3, email:" in text  # the refused row, by its line in the file
+    # The members table shows the imported people, and the page stays usable.
+    await page.get_by_role("link", name="ann@example.net").wait_for()
+    await check_page(page, "list-import")
+
+
+async def test_roles_see_only_what_they_may(control: Control, page: Any) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    await control.fixtures(admin)
+    analyst = await control.user(acme, "analyst")
+    await log_in(page, control, analyst.email)
+    nav = page.get_by_role("navigation", name="Main")
+    for allowed in ("Dashboard", "Campaigns", "Lists", "Analytics"):
+        await nav.get_by_role("link", name=allowed).wait_for()
+    for hidden in ("Users", "API keys", "Approvals"):
+        assert await nav.get_by_role("link", name=hidden).count() == 0
+    await nav.get_by_role("link", name="Campaigns").click()
+    await page.get_by_role("link", name="Spring sale").wait_for()
+    assert await page.get_by_role("link", name="New campaign").count() == 0
+    await nav.get_by_role("link", name="Analytics").click()
+    await page.get_by_text("Delivery funnel").first.wait_for()
+    await check_page(page, "analytics")
+    await nav.get_by_role("link", name="Contacts").click()
+    await page.get_by_text("Your role sees addresses masked.").wait_for()
+    await page.goto(control.url + "/ui/users")
+    await page.get_by_role("heading", name="Not available to your role").wait_for()
+
+    await page.get_by_role("button", name="Log out").click()
+    await page.get_by_role("heading", name="Sign in to Sendmill").wait_for()
+    await log_in(page, control, admin.email)
+    await page.get_by_role("link", name="Users").click()
+    await page.get_by_text(analyst.email).first.wait_for()
+    await check_page(page, "users")
+    await page.get_by_role("link", name="API keys").click()
+    await page.get_by_role("button", name="New API key").click()
+    await page.get_by_label("Name").fill("shop")
+    await page.get_by_label("campaigns:read").check()
+    await page.get_by_role("button", name="Create key").click()
+    secret = await page.locator(".secret code").inner_text()
+    me = await control.client.get("/api/auth/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.json()["permissions"] == ["campaigns:read"]
+    await check_page(page, "api-keys")
+
+
+async def test_second_factor_and_logout_that_ends_the_session(control: Control, page: Any) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    c = control.client
+    setup = (await c.post("/api/auth/totp/setup", headers=admin.auth)).json()
+    totp = pyotp.TOTP(setup["secret"])
+    confirmed = await c.post(
+        "/api/auth/totp/confirm", headers=admin.auth, json={"code": totp.now()}
+    )
+    assert confirmed.status_code == 200
+
+    await page.goto(control.url + "/ui/campaigns")
+    await page.get_by_label("Email").fill(admin.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_label("Authentication code").fill(totp.now())
+    await check_page(page, "login-totp")
+    await page.get_by_role("button", name="Verify").click()
+    # Back where the user was going, and the token is nowhere in the URL.
+    await page.get_by_role("heading", name="Campaigns").wait_for()
+    assert "token" not in page.url
+    stored = await page.evaluate("JSON.parse(sessionStorage.getItem('sendmill.session'))")
+    await page.get_by_role("button", name="Log out").click()
+    await page.get_by_role("heading", name="Sign in to Sendmill").wait_for()
+    assert await page.evaluate("sessionStorage.getItem('sendmill.session')") is None
+    # The server ended the session: neither token works any more.
+    me = await c.get("/api/auth/me", headers={"Authorization": f"Bearer {stored['access']}"})
+    assert me.status_code == 401
+    again = await c.post("/api/auth/refresh", json={"refresh_token": stored["refresh"]})
+    assert again.status_code == 401
