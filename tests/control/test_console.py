@@ -227,3 +227,29 @@ async def test_second_factor_and_logout_that_ends_the_session(control: Control, 
     assert me.status_code == 401
     again = await c.post("/api/auth/refresh", json={"refresh_token": stored["refresh"]})
     assert again.status_code == 401
+
+
+async def test_an_approver_approves_from_the_queue(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    required = await control.client.put(
+        "/api/settings/", headers=admin.auth, json={"approval": {"required": True}}
+    )
+    assert required.status_code == 200, required.text
+    ids = await control.fixtures(admin)  # the campaign's creator: admin
+    manager = await control.user(acme, "marketing_manager")
+
+    await log_in(page, control, manager.email)
+    await page.get_by_role("link", name="Approvals").click()
+    card = page.locator(".card", has_text="Spring sale")
+    await card.get_by_role("button", name="Approve “Spring sale”").wait_for()
+    await check_page(page, "approvals")
+    await card.get_by_role("button", name="Approve “Spring sale”").click()
+    await page.get_by_text("Nothing is waiting for approval.").wait_for()
+    campaign = await control.client.get(
+        f"/api/email-campaigns/{ids['campaign']}/", headers=admin.auth
+    )
+    assert campaign.json()["approval_status"] == "approved"
+    assert campaign.json()["approved_by_user_id"] == manager.id
