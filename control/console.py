@@ -6,9 +6,12 @@ files as package data). It talks to the public control API only, with the same t
 permissions as any client: this module serves files and nothing else.
 
 Every response carries a strict Content-Security-Policy (no inline script or style, no other
-origin, no framing) and `Referrer-Policy: no-referrer`. Hashed assets are cached for a year;
-the page itself is never cached, so a new build is picked up at the next load. Any path under
-`/ui/` that is not a file is the page (the application routes in the browser's history).
+origin, no framing) and `Referrer-Policy: no-referrer`. The one exception is `preview.html`,
+the document that shows an email: the console frames it sandboxed (scripts, no same origin),
+and its policy lets the email's inline styles and remote images apply, never its scripts.
+Hashed assets are cached for a year; the page itself is never cached, so a new build is picked
+up at the next load. Any path under `/ui/` that is not a file is the page (the application
+routes in the browser's history).
 """
 
 from __future__ import annotations
@@ -23,8 +26,7 @@ DIST = Path(__file__).parent / "console" / "dist"
 PREFIX = "/ui"
 
 # 'self' only: the API and the WebSocket are same-origin; charts draw on a canvas; the only
-# images are the console's own and data: URIs (a TOTP QR code). Template previews are shown
-# as source until a sandboxed preview document lands.
+# images are the console's own and data: URIs; the only frame is the email preview.
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
@@ -33,6 +35,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
+        "frame-src 'self'",
         "manifest-src 'self'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -40,6 +43,21 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     )
 )
+# The preview document: its own script only; the email's styles and images (as its recipients
+# would see them); no script of the email, no form, no connection, framed by the console only.
+PREVIEW_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'unsafe-inline'",
+        "img-src https: http: data:",
+        "font-src https: data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'self'",
+    )
+)
+PREVIEW = "preview.html"
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
@@ -47,7 +65,17 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-IMMUTABLE = "public, max-age=31536000, immutable"
+PREVIEW_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": PREVIEW_POLICY,
+    "X-Frame-Options": "SAMEORIGIN",
+}
+# The sandboxed preview has an opaque origin, so its module script is a cross-origin fetch:
+# the built files are public, credential-free, and may be read from anywhere.
+ASSET_HEADERS = {
+    "Cache-Control": "public, max-age=31536000, immutable",
+    "Access-Control-Allow-Origin": "*",
+}
 NO_STORE = "no-store"
 NOT_BUILT = (
     "The web console is not built. Run `./dev serve` (it builds it), or "
@@ -63,7 +91,8 @@ class ConsoleFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = self._response(scope)
-        response.headers.update(SECURITY_HEADERS)
+        preview = scope["path"].removeprefix(PREFIX).lstrip("/") == PREVIEW
+        response.headers.update(PREVIEW_HEADERS if preview else SECURITY_HEADERS)
         await response(scope, receive, send)
 
     def _response(self, scope: Scope) -> Response:
@@ -73,13 +102,16 @@ class ConsoleFiles:
         if not index.is_file():
             return PlainTextResponse(NOT_BUILT, 503, headers={"Cache-Control": NO_STORE})
         relative = scope["path"].removeprefix(PREFIX).lstrip("/")
+        if relative == PREVIEW:
+            page = self.root / PREVIEW
+            return FileResponse(page, media_type="text/html", headers={"Cache-Control": NO_STORE})
         if not relative.startswith("assets/"):
             return FileResponse(index, media_type="text/html", headers={"Cache-Control": NO_STORE})
         asset = self._asset(relative)
         if asset is None:
             return PlainTextResponse("not found", 404)
         media_type = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
-        return FileResponse(asset, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+        return FileResponse(asset, media_type=media_type, headers=ASSET_HEADERS)
 
     def _asset(self, relative: str) -> Path | None:
         """The built file `relative` names, if there is one (never outside the root)."""

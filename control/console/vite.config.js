@@ -11,5 +11,7 @@ export default defineConfig({
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
     chunkSizeWarningLimit: 400,
+    // The console, and the sandboxed document that shows an email (its own, looser policy).
+    rollupOptions: { input: { main: "index.html", preview: "preview.html" } },
   },
 });

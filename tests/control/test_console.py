@@ -71,6 +71,9 @@ async def test_console_is_served_at_ui_with_a_strict_policy(control: Control) ->
     asset = await c.get(script.group(1))
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
     assert (await c.get("/ui/assets/missing.js")).status_code == 404
+    preview = await c.get("/ui/preview.html")
+    assert preview.status_code == 200 and preview.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "script-src 'self'" in preview.headers["content-security-policy"]
     assert (await c.get("/ui/assets/../../console.py")).status_code in (404, 200)
     assert "ConsoleFiles" not in (await c.get("/ui/assets/../../console.py")).text
 
@@ -93,6 +96,14 @@ async def test_marketer_logs_in_sees_templates_and_creates_a_campaign_in_the_wiz
     await check_page(page, "templates")
     await page.get_by_role("link", name=template["template_name"]).click()
     await page.get_by_role("heading", name="Content checks").wait_for()
+    # The email as recipients see it, in the sandboxed preview, at a phone's width too.
+    preview = page.frame_locator("iframe[title^='Email preview']")
+    await preview.get_by_text("Hello {{first_name}}").wait_for()
+    await page.get_by_role("button", name="Phone").click()
+    frame = page.locator("iframe[title='Email preview, phone width']")
+    assert (await frame.bounding_box())["width"] <= 377
+    await page.get_by_role("button", name="{{last_name}}").click()
+    await preview.get_by_text("{{last_name}}").wait_for()  # inserted at the cursor, re-shown
     await check_page(page, "template")
 
     await page.get_by_role("link", name="Campaigns").click()
@@ -229,9 +240,7 @@ async def test_second_factor_and_logout_that_ends_the_session(control: Control, 
     assert again.status_code == 401
 
 
-async def test_an_approver_approves_from_the_queue(
-    control: Control, page: Any
-) -> None:
+async def test_an_approver_approves_from_the_queue(control: Control, page: Any) -> None:
     acme = await control.company()
     admin = await control.user(acme)
     required = await control.client.put(

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ContentChecks } from "../components/content_checks.jsx";
+import { EmailPreview } from "../components/email_preview.jsx";
 import { ErrorBanner } from "../components/error_banner.jsx";
 import { Field } from "../components/field.jsx";
 import { Loading } from "../components/loading.jsx";
@@ -166,6 +167,11 @@ export function TemplatePage({ id }) {
           </div>
         )}
       </form>
+      <section aria-labelledby="preview-title">
+        <h2 id="preview-title">Preview</h2>
+        <p class="muted">As saved or as typed; variables show as written until the campaign is sent.</p>
+        <EmailPreview html={form.html_content} />
+      </section>
       {saved && (
         <section aria-labelledby="checks-title">
           <h2 id="checks-title">Content checks</h2>
