@@ -13,7 +13,7 @@ import pyotp
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, check_page, require_console_and_browser
-from tests.support.fixtures_control import PASSWORD, Control
+from tests.support.fixtures_control import PASSWORD, Control, campaign_body
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -172,17 +172,23 @@ async def test_csv_import_shows_progress_counts_and_refused_rows(
 async def test_roles_see_only_what_they_may(control: Control, page: Any) -> None:
     acme = await control.company()
     admin = await control.user(acme)
-    await control.fixtures(admin)
+    ids = await control.fixtures(admin)
     analyst = await control.user(acme, "analyst")
     await log_in(page, control, analyst.email)
     nav = page.get_by_role("navigation", name="Main")
     for allowed in ("Dashboard", "Campaigns", "Lists", "Analytics"):
         await nav.get_by_role("link", name=allowed).wait_for()
-    for hidden in ("Users", "API keys", "Approvals"):
+    for hidden in ("Users", "API keys", "Approvals", "Settings", "Audit log"):
         assert await nav.get_by_role("link", name=hidden).count() == 0
     await nav.get_by_role("link", name="Campaigns").click()
     await page.get_by_role("link", name="Spring sale").wait_for()
     assert await page.get_by_role("link", name="New campaign").count() == 0
+    # A campaign created elsewhere appears without a reload (the WebSocket, token sent as its
+    # first message).
+    body = campaign_body(ids["template"], ids["list"], ids["sender"], campaign_name="Flash")
+    made = await control.client.post("/api/email-campaigns/", headers=admin.auth, json=body)
+    assert made.status_code == 201
+    await page.get_by_role("link", name="Flash").wait_for()
     await nav.get_by_role("link", name="Analytics").click()
     await page.get_by_text("Delivery funnel").first.wait_for()
     await check_page(page, "analytics")
@@ -262,3 +268,43 @@ async def test_an_approver_approves_from_the_queue(control: Control, page: Any) 
     )
     assert campaign.json()["approval_status"] == "approved"
     assert campaign.json()["approved_by_user_id"] == manager.id
+
+
+async def test_admin_settings_senders_audit_log_and_second_factor_set_up(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    await log_in(page, control, admin.email)
+    nav = page.get_by_role("navigation", name="Main")
+
+    await nav.get_by_role("link", name="Settings").click()
+    await page.get_by_label("Every campaign needs approval").check()
+    await page.get_by_label("Approving and rejecting").check()
+    await check_page(page, "settings")
+    await page.get_by_role("button", name="Save settings").click()
+    await page.get_by_text("Settings saved.").wait_for()
+    saved = (await control.client.get("/api/settings/", headers=admin.auth)).json()
+    assert saved["approval"]["required"] is True and saved["mfa_required_for"] == ["approve"]
+
+    await nav.get_by_role("link", name="Senders").click()
+    await page.get_by_text("No sender yet").wait_for()
+    await page.get_by_label("Profile name").fill("News")
+    await page.get_by_label("From address").fill(f"news@{acme.domain}")
+    await page.get_by_role("button", name="Add sender").click()
+    await page.get_by_role("cell", name="News", exact=True).wait_for()
+    await check_page(page, "senders")
+
+    await nav.get_by_role("link", name="Audit log").click()
+    await page.get_by_text("sender_profile.create").first.wait_for()
+    await check_page(page, "audit-log")
+
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_role("button", name="Set up an authenticator").click()
+    secret = await page.locator("code").first.inner_text()
+    await page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    await check_page(page, "account")
+    await page.get_by_role("button", name="Turn on").click()
+    await page.get_by_text("The second factor is on").wait_for()
+    me = (await control.client.get(f"/api/users/{admin.id}/", headers=admin.auth)).json()
+    assert me["totp_enabled"] is True

@@ -2,9 +2,11 @@
 // page for the current path. Focus moves to the page's heading on every navigation.
 import { useEffect, useState } from "preact/hooks";
 import { Link } from "./components/link.jsx";
+import { AccountPage } from "./pages/account.jsx";
 import { ApiKeysPage } from "./pages/api_keys.jsx";
 import { AnalyticsPage } from "./pages/analytics.jsx";
 import { ApprovalsPage } from "./pages/approvals.jsx";
+import { AuditLogPage } from "./pages/audit_log.jsx";
 import { CampaignPage } from "./pages/campaign.jsx";
 import { CampaignWizard } from "./pages/campaign_wizard.jsx";
 import { CampaignsPage } from "./pages/campaigns.jsx";
@@ -15,6 +17,8 @@ import { ListPage } from "./pages/list.jsx";
 import { ListsPage } from "./pages/lists.jsx";
 import { LoginPage } from "./pages/login.jsx";
 import { NotFoundPage } from "./pages/not_found.jsx";
+import { SendersPage } from "./pages/senders.jsx";
+import { SettingsPage } from "./pages/settings.jsx";
 import { TemplatePage } from "./pages/template.jsx";
 import { TemplatesPage } from "./pages/templates.jsx";
 import { UsersPage } from "./pages/users.jsx";
@@ -37,7 +41,11 @@ const ROUTES = [
   ["/contacts/:id", ContactPage, "lists:read", null],
   ["/analytics", AnalyticsPage, "analytics:read", "Analytics"],
   ["/users", UsersPage, "users:read", "Users"],
+  ["/senders", SendersPage, "settings:read", "Senders"],
   ["/api-keys", ApiKeysPage, "settings:read", "API keys"],
+  ["/settings", SettingsPage, "settings:read", "Settings"],
+  ["/audit-log", AuditLogPage, "audit:read", "Audit log"],
+  ["/account", AccountPage, null, null],
 ];
 
 function useSession() {
@@ -102,7 +110,12 @@ export function App() {
           Menu
         </button>
         <div class="whoami">
-          <span class="muted">{label(current.me.role)}</span>
+          <Link href={ui("/account")} class="account-link">
+            Account<span class="visually-hidden"> ({label(current.me.role)})</span>
+          </Link>
+          <span class="muted" aria-hidden="true">
+            {label(current.me.role)}
+          </span>
           <button type="button" class="button secondary" onClick={() => logout()}>
             Log out
           </button>

@@ -60,12 +60,17 @@ export function CampaignPage({ id }) {
         </dd>
         <dt>Template</dt>
         <dd>
-          <Link href={ui(`/templates/${c.email_template_id}`)}>Template #{c.email_template_id}</Link>
+          <Named path={`/api/email-templates/${c.email_template_id}/`} permission="templates:read" field="template_name" href={ui(`/templates/${c.email_template_id}`)} fallback={`Template #${c.email_template_id}`} />
         </dd>
         <dt>Audience</dt>
         <dd>
-          <Link href={ui(`/lists/${c.target_list_id}`)}>List #{c.target_list_id}</Link>
-          {c.suppression_list_id && <span>, minus list #{c.suppression_list_id}</span>}
+          <Named path={`/api/email-lists/${c.target_list_id}/`} permission="lists:read" field="list_name" href={ui(`/lists/${c.target_list_id}`)} fallback={`List #${c.target_list_id}`} />
+          {c.suppression_list_id && (
+            <span>
+              , minus{" "}
+              <Named path={`/api/email-lists/${c.suppression_list_id}/`} permission="lists:read" field="list_name" href={ui(`/lists/${c.suppression_list_id}`)} fallback={`list #${c.suppression_list_id}`} />
+            </span>
+          )}
         </dd>
         <dt>Scheduled</dt>
         <dd>{when(c.scheduled_send_date)}</dd>
@@ -79,6 +84,14 @@ export function CampaignPage({ id }) {
       {can("analytics:read") && <CampaignFigures id={id} version={figuresVersion} />}
     </section>
   );
+}
+
+// A referenced record by its name, linked when the role may read it; else its number.
+function Named({ path, permission, field, href, fallback }) {
+  const allowed = can(permission);
+  const record = useResource(() => (allowed ? api("GET", path) : Promise.resolve(null)), [path, allowed]);
+  if (!allowed) return <span>{fallback}</span>;
+  return <Link href={href}>{record.data?.[field] || fallback}</Link>;
 }
 
 function Failure({ error }) {
