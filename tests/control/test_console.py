@@ -308,3 +308,43 @@ async def test_admin_settings_senders_audit_log_and_second_factor_set_up(
     await page.get_by_text("The second factor is on").wait_for()
     me = (await control.client.get(f"/api/users/{admin.id}/", headers=admin.auth)).json()
     assert me["totp_enabled"] is True
+
+
+async def test_bulk_cancel_and_status_filter_on_the_campaign_list(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    ids = await control.fixtures(admin)
+    body = campaign_body(ids["template"], ids["list"], ids["sender"], campaign_name="Winter")
+    assert (
+        await control.client.post("/api/email-campaigns/", headers=admin.auth, json=body)
+    ).is_success
+    page.on("dialog", lambda dialog: dialog.accept())
+    await log_in(page, control, admin.email)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    await page.get_by_label("Choose every campaign on this page").check()
+    await check_page(page, "campaigns-bulk")
+    await page.get_by_role("button", name="Cancel", exact=True).click()
+    await page.get_by_text("Cancel: 2 done").wait_for()
+    await page.get_by_label("Status").select_option("draft")
+    await page.get_by_text("No campaign matches these filters.").wait_for()
+    await page.get_by_label("Status").select_option("cancelled")
+    await page.get_by_role("link", name="Winter").wait_for()
+    assert await page.locator("tbody .badge", has_text="cancelled").count() == 2
+
+
+async def test_an_expired_access_token_is_refreshed_without_the_user_noticing(
+    make_control: Any, page: Any
+) -> None:
+    control = await make_control(access_token_ttl="2s")
+    acme = await control.company()
+    admin = await control.user(acme)
+    await control.fixtures(admin)
+    await log_in(page, control, admin.email)
+    first = await page.evaluate("JSON.parse(sessionStorage.getItem('sendmill.session')).access")
+    await page.wait_for_timeout(2500)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Templates").click()
+    await page.get_by_role("link", name=re.compile("^Template T")).wait_for()
+    second = await page.evaluate("JSON.parse(sessionStorage.getItem('sendmill.session')).access")
+    assert second != first

@@ -14,10 +14,12 @@ import { count, label, when } from "../format.js";
 import { ui } from "../router.js";
 import { can } from "../session.js";
 import { useResource } from "../use_resource.js";
+import { CampaignBulkActions } from "./campaign_bulk_actions.jsx";
 
 export function CampaignsPage() {
   const [filters, setFilters] = useState({ campaign_status: "", campaign_type: "", search: "" });
   const [page, setPage] = useState(1);
+  const [chosen, setChosen] = useState([]);
   const campaigns = useResource(
     () => api("GET", "/api/email-campaigns/", { query: { ...filters, page, page_size: 25 } }),
     [filters, page],
@@ -25,9 +27,13 @@ export function CampaignsPage() {
   useEffect(() => subscribe((e) => e.event !== "ready" && campaigns.reload()), [campaigns.reload]);
   const set = (name) => (event) => {
     setPage(1);
+    setChosen([]);
     setFilters({ ...filters, [name]: event.currentTarget.value });
   };
   const data = campaigns.data;
+  const onPage = data ? data.results.map((c) => c.id) : [];
+  const choose = (id) => setChosen(chosen.includes(id) ? chosen.filter((x) => x !== id) : [...chosen, id]);
+  const allChosen = onPage.length > 0 && onPage.every((id) => chosen.includes(id));
   const filtered = Object.values(filters).some(Boolean);
   return (
     <section>
@@ -81,11 +87,27 @@ export function CampaignsPage() {
       )}
       {data && data.total > 0 && (
         <>
+          <CampaignBulkActions
+            chosen={chosen}
+            campaigns={data.results}
+            onDone={() => {
+              setChosen([]);
+              campaigns.reload();
+            }}
+          />
           <div class="table-wrap">
             <table>
               <caption class="visually-hidden">Campaigns</caption>
               <thead>
                 <tr>
+                  <th scope="col">
+                    <input
+                      type="checkbox"
+                      aria-label="Choose every campaign on this page"
+                      checked={allChosen}
+                      onChange={() => setChosen(allChosen ? [] : onPage)}
+                    />
+                  </th>
                   <th scope="col">Name</th>
                   <th scope="col">Status</th>
                   <th scope="col">Approval</th>
@@ -97,6 +119,9 @@ export function CampaignsPage() {
               <tbody>
                 {data.results.map((c) => (
                   <tr key={c.id}>
+                    <td>
+                      <input type="checkbox" aria-label={`Choose ${c.campaign_name}`} checked={chosen.includes(c.id)} onChange={() => choose(c.id)} />
+                    </td>
                     <td class="name-cell">
                       <Link href={ui(`/campaigns/${c.id}`)}>{c.campaign_name}</Link>
                       <span class="muted code">{c.campaign_code}</span>
@@ -115,7 +140,7 @@ export function CampaignsPage() {
               </tbody>
             </table>
           </div>
-          <Pager data={data} onPage={setPage} what="campaigns" />
+          <Pager data={data} onPage={(p) => (setChosen([]), setPage(p))} what="campaigns" />
         </>
       )}
     </section>
