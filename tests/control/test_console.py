@@ -78,6 +78,7 @@ async def test_console_is_served_at_ui_with_a_strict_policy(control: Control) ->
     assert "ConsoleFiles" not in (await c.get("/ui/assets/../../console.py")).text
 
 
+@pytest.mark.slow  # ~11 s: eight pages scanned and photographed
 async def test_marketer_logs_in_sees_templates_and_creates_a_campaign_in_the_wizard(
     control: Control, page: Any
 ) -> None:

@@ -198,6 +198,9 @@ async def test_daemon_serves_the_control_api_on_its_own_listener(
             assert r.status_code == 200
             r = await client.get("/api/email-campaigns/")
             assert r.status_code == 401 and r.json()["error_code"] == "unauthorized"
+            # The web console, on the same listener (503 saying how to build it, if unbuilt).
+            r = await client.get("/ui/")
+            assert r.status_code in (200, 503) and "content-security-policy" in r.headers
     finally:
         await daemon.stop(grace=5)
     with pytest.raises(httpx.ConnectError):
