@@ -311,7 +311,7 @@ async def test_admin_settings_senders_audit_log_and_second_factor_set_up(
     assert me["totp_enabled"] is True
 
 
-async def test_bulk_cancel_and_status_filter_on_the_campaign_list(
+async def test_edit_a_draft_then_bulk_cancel_and_filter_by_status(
     control: Control, page: Any
 ) -> None:
     acme = await control.company()
@@ -323,6 +323,16 @@ async def test_bulk_cancel_and_status_filter_on_the_campaign_list(
     ).is_success
     page.on("dialog", lambda dialog: dialog.accept())
     await log_in(page, control, admin.email)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    # Edit a draft through the wizard, its answers filled in.
+    await page.get_by_role("link", name="Winter").click()
+    await page.get_by_role("link", name="Edit").click()
+    await page.get_by_label("Subject line").fill("Snow is coming")
+    for step in ("Template", "Audience", "Schedule", "Review"):
+        await page.get_by_role("button", name=f"Next: {step}").click()
+    await page.get_by_role("button", name="Save changes").click()
+    await page.get_by_role("heading", name="Winter").wait_for()
+    await page.get_by_text("Snow is coming").wait_for()
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
     await page.get_by_label("Choose every campaign on this page").check()
     await check_page(page, "campaigns-bulk")

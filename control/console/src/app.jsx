@@ -31,6 +31,7 @@ const ROUTES = [
   ["/campaigns", CampaignsPage, "campaigns:read", "Campaigns"],
   ["/campaigns/new", CampaignWizard, "campaigns:create", null],
   ["/campaigns/:id", CampaignPage, "campaigns:read", null],
+  ["/campaigns/:id/edit", CampaignWizard, "campaigns:update", null],
   ["/approvals", ApprovalsPage, "campaigns:approve", "Approvals"],
   ["/templates", TemplatesPage, "templates:read", "Templates"],
   ["/templates/new", TemplatePage, "templates:create", null],

@@ -40,6 +40,11 @@ export function CampaignPage({ id }) {
       <div class="page-head">
         <h1>{c.campaign_name}</h1>
         <StatusBadge status={c.campaign_status} />
+        {can("campaigns:update") && ["draft", "paused"].includes(c.campaign_status) && (
+          <Link class="button secondary" href={ui(`/campaigns/${c.id}/edit`)}>
+            Edit
+          </Link>
+        )}
       </div>
       {notice && (
         <p class="notice" role="status">

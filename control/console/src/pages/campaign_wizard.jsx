@@ -1,6 +1,6 @@
 // The campaign wizard (blueprint §7.2): details → template → audience → schedule → review,
 // then create, and send, schedule or leave for approval as the company's rules say.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { TYPES } from "../campaign_vocabulary.js";
 import { ContentChecks } from "../components/content_checks.jsx";
@@ -17,8 +17,11 @@ const STEPS = ["Details", "Template", "Audience", "Schedule", "Review"];
 // template gallery.
 const CHOICES = { page_size: 200 };
 
-export function CampaignWizard() {
+// With `id`, the wizard edits that campaign (draft or paused), its answers filled in.
+export function CampaignWizard({ id }) {
+  const editing = id !== undefined;
   const [step, setStep] = useState(0);
+  const [loadError, setLoadError] = useState(null);
   const [draft, setDraft] = useState({
     campaign_name: "",
     subject_line: "",
@@ -33,7 +36,33 @@ export function CampaignWizard() {
   });
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  const [loaded, setLoaded] = useState(!editing);
   const update = (changes) => setDraft({ ...draft, ...changes });
+  useEffect(() => {
+    if (!editing) return;
+    (async () => {
+      const c = await api("GET", `/api/email-campaigns/${id}/`);
+      const [template, list] = await Promise.all([
+        api("GET", `/api/email-templates/${c.email_template_id}/`).catch(() => null),
+        api("GET", `/api/email-lists/${c.target_list_id}/`).catch(() => null),
+      ]);
+      setDraft({
+        campaign_name: c.campaign_name,
+        subject_line: c.subject_line,
+        preheader_text: c.preheader_text || "",
+        campaign_type: c.campaign_type,
+        sender_profile_id: c.sender_profile_id ? String(c.sender_profile_id) : "",
+        email_template_id: c.email_template_id,
+        template,
+        target_list_id: c.target_list_id,
+        list,
+        suppression_list_id: c.suppression_list_id ? String(c.suppression_list_id) : "",
+        when: "draft",
+        scheduled_at: "",
+      });
+      setLoaded(true);
+    })().catch(setLoadError);
+  }, [id]);
   const ready = [
     draft.campaign_name.trim() && draft.subject_line.trim(),
     draft.email_template_id,
@@ -57,18 +86,27 @@ export function CampaignWizard() {
       email_template_id: draft.email_template_id,
       target_list_id: draft.target_list_id,
     };
-    if (draft.preheader_text) body.preheader_text = draft.preheader_text;
-    if (draft.sender_profile_id) body.sender_profile_id = Number(draft.sender_profile_id);
-    if (draft.suppression_list_id) body.suppression_list_id = Number(draft.suppression_list_id);
+    if (editing) {
+      body.preheader_text = draft.preheader_text || null;
+      body.sender_profile_id = draft.sender_profile_id ? Number(draft.sender_profile_id) : null;
+      body.suppression_list_id = draft.suppression_list_id ? Number(draft.suppression_list_id) : null;
+    } else {
+      if (draft.preheader_text) body.preheader_text = draft.preheader_text;
+      if (draft.sender_profile_id) body.sender_profile_id = Number(draft.sender_profile_id);
+      if (draft.suppression_list_id) body.suppression_list_id = Number(draft.suppression_list_id);
+    }
     let created;
     try {
-      created = await api("POST", "/api/email-campaigns/", { body });
+      created = editing
+        ? await api("PATCH", `/api/email-campaigns/${id}/`, { body })
+        : await api("POST", "/api/email-campaigns/", { body });
     } catch (failure) {
       setError(failure);
       setBusy(false);
       return;
     }
-    const wantsSend = draft.when !== "draft" && can("campaigns:send") && created.approval_status !== "pending";
+    const wantsSend =
+      draft.when !== "draft" && can("campaigns:send") && created.approval_status !== "pending" && created.campaign_status === "draft";
     if (wantsSend) {
       const sendBody = draft.when === "later" ? { scheduled_send_date: new Date(draft.scheduled_at).toISOString() } : {};
       try {
@@ -81,9 +119,18 @@ export function CampaignWizard() {
     navigate(ui(`/campaigns/${created.id}`));
   };
 
+  if (loadError) {
+    return (
+      <section>
+        <h1>Edit campaign</h1>
+        <ErrorBanner error={loadError} />
+      </section>
+    );
+  }
+  if (!loaded) return <Loading what="the campaign" />;
   return (
     <section>
-      <h1>New campaign</h1>
+      <h1>{editing ? `Edit “${draft.campaign_name}”` : "New campaign"}</h1>
       <ol class="steps" aria-label="Steps">
         {STEPS.map((name, i) => (
           <li key={name} aria-current={i === step ? "step" : undefined} class={i < step ? "done" : ""}>
@@ -99,7 +146,7 @@ export function CampaignWizard() {
         {step === 2 && <AudienceStep draft={draft} update={update} />}
         {step === 3 && <ScheduleStep draft={draft} update={update} />}
         {step === 4 && <ReviewStep draft={draft} />}
-        <ErrorBanner error={error} title="The campaign was not created" />
+        <ErrorBanner error={error} title={editing ? "The campaign was not saved" : "The campaign was not created"} />
         <div class="actions">
           {step > 0 && (
             <button type="button" class="button secondary" onClick={() => setStep(step - 1)}>
@@ -112,7 +159,7 @@ export function CampaignWizard() {
             </button>
           ) : (
             <button type="submit" class="button" disabled={busy}>
-              {busy ? "Creating…" : submitLabel(draft)}
+              {busy ? "Saving…" : submitLabel(draft, editing)}
             </button>
           )}
         </div>
@@ -121,9 +168,10 @@ export function CampaignWizard() {
   );
 }
 
-function submitLabel(draft) {
-  if (draft.when === "draft" || !can("campaigns:send")) return "Create campaign";
-  return draft.when === "later" ? "Create and schedule" : "Create and send";
+function submitLabel(draft, editing) {
+  const verb = editing ? "Save" : "Create";
+  if (draft.when === "draft" || !can("campaigns:send")) return editing ? "Save changes" : "Create campaign";
+  return draft.when === "later" ? `${verb} and schedule` : `${verb} and send`;
 }
 
 function DetailsStep({ draft, update }) {
