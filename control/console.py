@@ -8,7 +8,9 @@ permissions as any client: this module serves files and nothing else.
 Every response carries a strict Content-Security-Policy (no inline script or style, no other
 origin, no framing) and `Referrer-Policy: no-referrer`. The one exception is `preview.html`,
 the document that shows an email: the console frames it sandboxed (scripts, no same origin),
-and its policy lets the email's inline styles and remote images apply, never its scripts.
+and its policy lets the email's inline styles and remote images apply, never its scripts. The
+other is `builder.html`, the drag-and-drop builder (GrapesJS writes inline styles into its
+canvas): inline styles are allowed there, scripts still only from the console's own files.
 Hashed assets are cached for a year; the page itself is never cached, so a new build is picked
 up at the next load. Any path under `/ui/` that is not a file is the page (the application
 routes in the browser's history).
@@ -57,7 +59,22 @@ PREVIEW_POLICY = "; ".join(
         "frame-ancestors 'self'",
     )
 )
-PREVIEW = "preview.html"
+# The builder document: GrapesJS styles its panels and canvas inline; scripts stay 'self'.
+BUILDER_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: https: http:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "frame-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    )
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
@@ -70,6 +87,9 @@ PREVIEW_HEADERS = {
     "Content-Security-Policy": PREVIEW_POLICY,
     "X-Frame-Options": "SAMEORIGIN",
 }
+BUILDER_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": BUILDER_POLICY}
+# The documents besides the console's page, each with its own headers.
+DOCUMENTS = {"preview.html": PREVIEW_HEADERS, "builder.html": BUILDER_HEADERS}
 # The sandboxed preview has an opaque origin, so its module script is a cross-origin fetch:
 # the built files are public, credential-free, and may be read from anywhere.
 ASSET_HEADERS = {
@@ -91,8 +111,8 @@ class ConsoleFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = self._response(scope)
-        preview = scope["path"].removeprefix(PREFIX).lstrip("/") == PREVIEW
-        response.headers.update(PREVIEW_HEADERS if preview else SECURITY_HEADERS)
+        relative = scope["path"].removeprefix(PREFIX).lstrip("/")
+        response.headers.update(DOCUMENTS.get(relative, SECURITY_HEADERS))
         await response(scope, receive, send)
 
     def _response(self, scope: Scope) -> Response:
@@ -102,8 +122,8 @@ class ConsoleFiles:
         if not index.is_file():
             return PlainTextResponse(NOT_BUILT, 503, headers={"Cache-Control": NO_STORE})
         relative = scope["path"].removeprefix(PREFIX).lstrip("/")
-        if relative == PREVIEW:
-            page = self.root / PREVIEW
+        if relative in DOCUMENTS:
+            page = self.root / relative
             return FileResponse(page, media_type="text/html", headers={"Cache-Control": NO_STORE})
         if not relative.startswith("assets/"):
             return FileResponse(index, media_type="text/html", headers={"Cache-Control": NO_STORE})

@@ -50,9 +50,10 @@ async def events_socket(websocket: WebSocket) -> None:
     if not accepted:
         await websocket.accept()
     async with services.hub.subscribe(principal.company_id) as queue:
-        await websocket.send_text(dumps({"event": "ready", "data": {}}).decode())
         receiver = asyncio.create_task(_drain(websocket))
         try:
+            # A client may leave at once (a browser page navigating away): not an error.
+            await websocket.send_text(dumps({"event": "ready", "data": {}}).decode())
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(

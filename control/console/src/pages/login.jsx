@@ -20,6 +20,10 @@ export function LoginPage() {
       const result = await login(email, password, needsCode ? code : undefined);
       if (result.ok) {
         const next = searchParams().get("next");
+        if (next && next.startsWith(`${ui("/")}builder.html?`)) {
+          location.assign(next); // a document of its own, not a page of this one
+          return;
+        }
         navigate(next && next.startsWith(`${ui("/")}`) && !next.includes("/login") ? next : ui("/"), {
           replace: true,
         });

@@ -132,6 +132,13 @@ export function TemplatePage({ id }) {
           <Field label="Description" error={errors.description}>
             {(p) => <input {...p} value={form.description} onInput={set("description")} />}
           </Field>
+          {!creating && writable && (
+            <p>
+              <a class="button secondary" href={`/ui/builder.html?template=${id}`}>
+                Open the drag-and-drop builder
+              </a>
+            </p>
+          )}
           <div class="variables" role="group" aria-label="Insert a personalisation variable into the HTML">
             <span>Insert:</span>
             {VARIABLES.map((v) => (
