@@ -185,6 +185,16 @@ async def test_csv_import_shows_progress_counts_and_refused_rows(
     # The members table shows the imported people, and the page stays usable.
     await page.get_by_role("link", name="ann@example.net").wait_for()
     await check_page(page, "list-import")
+    # One more by hand.
+    await page.get_by_role("button", name="Add a contact by hand").click()
+    await page.get_by_label("Email address").fill("dee@example.net")
+    await page.get_by_role("button", name="Add to this list").click()
+    await page.get_by_role("link", name="dee@example.net").wait_for()
+    # The list feeds a campaign: deleting it is refused, naming the campaign.
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Delete this list").click()
+    alert = page.get_by_role("alert").filter(has_text="The list was not deleted")
+    await alert.get_by_role("link").wait_for()
 
 
 async def test_roles_see_only_what_they_may(control: Control, page: Any) -> None:
@@ -395,7 +405,7 @@ async def test_build_a_template_by_dragging_blocks(control: Control, page: Any) 
     await drag_block(page, "Button")
     await canvas.get_by_text("Button", exact=True).wait_for()
     await page.get_by_role("button", name="Save").click()
-    await page.get_by_text(re.compile("^Saved")).wait_for()
+    await page.get_by_role("status").get_by_text(re.compile("^Saved")).wait_for()
     saved = await control.client.get(f"/api/email-templates/{ids['template']}/", headers=admin.auth)
     html = saved.json()["html_content"]
     assert (

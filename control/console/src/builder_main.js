@@ -29,14 +29,15 @@ function say(text) {
   status.textContent = text;
 }
 
-function showProblems(error) {
+// The content checks' findings: the errors that refused a save, or the warnings of one.
+function showProblems(error, warnings = []) {
   problems.replaceChildren();
-  if (!error) return;
+  if (!error && !warnings.length) return;
   const box = document.createElement("div");
-  box.className = "error-banner";
-  box.setAttribute("role", "alert");
-  box.textContent = `Not saved: ${error.message}`;
-  const results = error.details?.results || [];
+  box.className = error ? "error-banner" : "warning-banner";
+  if (error) box.setAttribute("role", "alert");
+  box.textContent = error ? `Not saved: ${error.message}` : "Saved with warnings from the content checks:";
+  const results = error ? error.details?.results || [] : warnings;
   if (results.length) {
     const list = document.createElement("ul");
     for (const result of results) {
@@ -108,8 +109,9 @@ async function start() {
     const html = emailDocument(editor.runCommand("gjs-get-inlined-html"), template.template_name);
     try {
       const saved = await api("PATCH", `/api/email-templates/${templateId}/`, { body: { html_content: html, mjml_source: null } });
-      const warnings = (saved.content_checks?.results || []).length;
-      say(warnings ? `Saved, with ${warnings} warning(s) from the content checks.` : "Saved; the content checks pass.");
+      const warnings = saved.content_checks?.results || [];
+      say(warnings.length ? `Saved, with ${warnings.length} warning(s) from the content checks.` : "Saved; the content checks pass.");
+      showProblems(null, warnings);
     } catch (error) {
       say("Not saved.");
       showProblems(error);

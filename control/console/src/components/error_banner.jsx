@@ -17,6 +17,23 @@ export function ErrorBanner({ error, title = "Something went wrong" }) {
         </ul>
       )}
       {error.code === "content_rejected" && <ContentChecks report={error.details} />}
+      {error.code === "in_use" && error.details.campaigns && (
+        <p>
+          Used by:{" "}
+          {error.details.campaigns.map((c, i) => (
+            <span key={c.id}>
+              {i > 0 && ", "}
+              <a href={`/ui/campaigns/${c.id}`}>{c.campaign_code}</a>
+            </span>
+          ))}
+        </p>
+      )}
+      {error.code === "mfa_required" && (
+        <p>
+          Your company asks for the second factor for this. Turn it on under <a href="/ui/account">Account</a> if you have not, then log out
+          and log in again with your code.
+        </p>
+      )}
     </div>
   );
 }

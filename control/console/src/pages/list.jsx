@@ -12,6 +12,8 @@ import { count, label, when } from "../format.js";
 import { ui } from "../router.js";
 import { can } from "../session.js";
 import { useResource } from "../use_resource.js";
+import { DeleteButton } from "../components/delete_button.jsx";
+import { AddContact } from "./add_contact.jsx";
 import { CsvImport } from "./csv_import.jsx";
 
 export function ListPage({ id }) {
@@ -51,6 +53,7 @@ export function ListPage({ id }) {
         </div>
       </dl>
       {can("lists:create") && <CsvImport listId={id} onFinished={reload} />}
+      {can("lists:create") && can("lists:update") && <AddContact listId={id} onAdded={reload} />}
       {can("contacts:pii") && (
         <p>
           <a href={`/api/email-lists/${id}/export/`} class="muted" onClick={(e) => (e.preventDefault(), download(id, l.list_code))}>
@@ -103,6 +106,7 @@ export function ListPage({ id }) {
           </>
         )}
       </section>
+      {can("lists:delete") && <DeleteButton path={`/api/email-lists/${id}/`} what="list" name={l.list_name} then={ui("/lists")} />}
     </section>
   );
 }

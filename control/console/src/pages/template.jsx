@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ContentChecks } from "../components/content_checks.jsx";
+import { DeleteButton } from "../components/delete_button.jsx";
 import { EmailPreview } from "../components/email_preview.jsx";
 import { ErrorBanner } from "../components/error_banner.jsx";
 import { Field } from "../components/field.jsx";
@@ -184,6 +185,9 @@ export function TemplatePage({ id }) {
           <h2 id="checks-title">Content checks</h2>
           <ContentChecks report={saved.content_checks} />
         </section>
+      )}
+      {saved && can("templates:delete") && (
+        <DeleteButton path={`/api/email-templates/${id}/`} what="template" name={saved.template_name} then={ui("/templates")} />
       )}
     </section>
   );
