@@ -415,3 +415,31 @@ async def test_build_a_template_by_dragging_blocks(control: Control, page: Any) 
     # GrapesJS's editor needs a wider screen than a phone (its panels do not fold); phones
     # get the console's own template page, which does fit.
     await check_page(page, "builder", fits_phone=False)
+
+
+async def test_a_phone_user_finds_their_way_with_the_keyboard(control: Control, page: Any) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    await control.fixtures(admin)
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await log_in(page, control, admin.email)
+    nav = page.get_by_role("navigation", name="Main")
+    assert not await nav.is_visible()  # folded behind the Menu button on a phone
+    await page.keyboard.press("Tab")  # the skip link comes first, and shows when focused
+    assert await page.get_by_role("link", name="Skip to content").is_visible()
+    menu = page.get_by_role("button", name="Menu")
+    while not await menu.evaluate("b => b === document.activeElement"):
+        await page.keyboard.press("Tab")
+    outline = await menu.evaluate("b => getComputedStyle(b).outlineStyle")
+    assert outline != "none"  # focus is visible
+    await page.keyboard.press("Enter")
+    assert await menu.get_attribute("aria-expanded") == "true"
+    await nav.get_by_role("link", name="Templates").focus()
+    await page.keyboard.press("Enter")
+    heading = page.get_by_role("heading", name="Templates", level=1)
+    await heading.wait_for()
+    # Focus moves to the new page's heading, so a screen reader starts there.
+    await page.wait_for_function(
+        "document.activeElement && document.activeElement.tagName === 'H1'"
+    )
+    assert not await nav.is_visible()  # the menu folds again after navigating
