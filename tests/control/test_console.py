@@ -12,8 +12,10 @@ from typing import Any
 import pyotp
 import pytest
 
+from control.performance import roll_up
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, check_page, require_console_and_browser
 from tests.support.fixtures_control import PASSWORD, Control, campaign_body
+from tests.support.tracked_campaign import delivered_recipients, tracking_event
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -443,3 +445,25 @@ async def test_a_phone_user_finds_their_way_with_the_keyboard(control: Control, 
         "document.activeElement && document.activeElement.tagName === 'H1'"
     )
     assert not await nav.is_visible()  # the menu folds again after navigating
+
+
+async def test_the_campaign_chart_changes_after_a_tracked_click(
+    control: Control, page: Any
+) -> None:
+    acme = await control.company()
+    admin = await control.user(acme)
+    ids = await control.fixtures(admin)
+    campaign = ids["campaign"]
+    first, _ = await delivered_recipients(control.pool, acme.id, campaign, 2)
+    await log_in(page, control, admin.email)
+    await page.goto(control.url + f"/ui/campaigns/{campaign}")
+    await page.get_by_text("No opens or clicks recorded yet.").wait_for()
+    await tracking_event(control.pool, acme.id, campaign, "open", first)
+    await tracking_event(control.pool, acme.id, campaign, "click", first)
+    # The counters' round publishes email_campaign.performance_update: the page redraws.
+    assert await roll_up(control.pool) >= 1
+    chart = page.get_by_role("img", name=re.compile("^Opens and clicks per hour"))
+    await chart.wait_for()
+    clicked = page.locator(".stat", has_text="Clicked by people")
+    await clicked.get_by_text("50.0%").wait_for()
+    await check_page(page, "campaign-results")

@@ -42,6 +42,10 @@ export function ChartCanvas({ type = "line", title, labels, series }) {
         tension: 0.2,
       })),
     };
+    if (chart.current && chart.current.config.type !== type) {
+      chart.current.destroy();
+      chart.current = null;
+    }
     if (chart.current) {
       chart.current.data = data;
       chart.current.update();

@@ -64,5 +64,7 @@ function Timeline({ timeline }) {
     });
   }
   const shown = labels.map((at) => new Date(at).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" }));
-  return <ChartCanvas title="Opens and clicks per hour" labels={shown} series={series} />;
+  // A line needs a few hours to say anything; until then, bars.
+  const type = labels.length > 2 ? "line" : "bar";
+  return <ChartCanvas type={type} title="Opens and clicks per hour" labels={shown} series={series} />;
 }
