@@ -19,12 +19,13 @@ import asyncpg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control import openapi, websocket
 from control.auth import Authenticator, password_hasher
+from control.console import ConsoleFiles
 from control.errors import BodyTooLarge, error_body
 from control.events import EventHub
 from control.ratelimit import RateLimiter, SharedRateTable
@@ -141,12 +142,17 @@ def create_app(
         else None,
     )
     endpoints = [e for api in ALL_APIS for e in api.endpoints]
+    console = ConsoleFiles()
     document = openapi.document(endpoints)
     routes = [r for api in ALL_APIS for r in api.routes()]
     routes += [
         Route("/api/openapi.json", lambda _: ApiJSONResponse(document), methods=["GET"]),
         Route("/api/docs", lambda _: HTMLResponse(openapi.DOCS_PAGE), methods=["GET"]),
         WebSocketRoute("/api/ws", websocket.events_socket),
+        # The web console (issue 17): static files over the same public API.
+        Route("/", lambda _: RedirectResponse("/ui/"), methods=["GET"]),
+        Route("/ui", console, methods=["GET", "HEAD"]),
+        Route("/ui/{path:path}", console, methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.services = services

@@ -2,14 +2,19 @@
 (`email_campaign.created`, `email_campaign.sent`, `email_campaign.performance_update`).
 
 The access token comes in the `Authorization: Bearer` header, or — browsers cannot set
-headers on a WebSocket — the `access_token` query parameter. A bad token closes the
-handshake with 4401 before anything is sent; a caller without `campaigns:read` gets 4403.
+headers on a WebSocket — in the first message, `{"type": "auth", "access_token": "..."}`,
+sent within AUTH_SECONDS by a client that opened the socket with the subprotocol
+`sendmill.auth-message` (the web console does this: a token in a URL ends up in access logs
+and proxies). The `access_token` query parameter is still accepted for
+older clients. A bad token closes with 4401 before any event is sent (during the handshake
+when the token came with it); a caller without `campaigns:read` gets 4403.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -20,6 +25,9 @@ CLOSE_UNAUTHORIZED = 4401
 RECHECK_SECONDS = 30.0  # a revoked session (logout, reuse, deactivation) is cut off this fast
 CLOSE_FORBIDDEN = 4403
 PERMISSION = "campaigns:read"
+AUTH_SUBPROTOCOL = "sendmill.auth-message"
+AUTH_SECONDS = 10.0
+AUTH_MESSAGE_LIMIT = 4096
 
 
 async def events_socket(websocket: WebSocket) -> None:
@@ -27,6 +35,10 @@ async def events_socket(websocket: WebSocket) -> None:
     header = websocket.headers.get("authorization")
     token = websocket.query_params.get("access_token")
     credential = header or (f"Bearer {token}" if token else None)
+    accepted = credential is None and AUTH_SUBPROTOCOL in websocket.scope.get("subprotocols", ())
+    if accepted:
+        await websocket.accept(subprotocol=AUTH_SUBPROTOCOL)
+        credential = await _first_message_credential(websocket)
     try:
         principal = await services.auth.authenticate(credential)
     except ControlError:
@@ -35,11 +47,13 @@ async def events_socket(websocket: WebSocket) -> None:
     if not principal.can(PERMISSION):
         await websocket.close(code=CLOSE_FORBIDDEN, reason=f"permission {PERMISSION} required")
         return
-    await websocket.accept()
+    if not accepted:
+        await websocket.accept()
     async with services.hub.subscribe(principal.company_id) as queue:
-        await websocket.send_text(dumps({"event": "ready", "data": {}}).decode())
         receiver = asyncio.create_task(_drain(websocket))
         try:
+            # A client may leave at once (a browser page navigating away): not an error.
+            await websocket.send_text(dumps({"event": "ready", "data": {}}).decode())
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
@@ -58,6 +72,25 @@ async def events_socket(websocket: WebSocket) -> None:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
+
+
+async def _first_message_credential(websocket: WebSocket) -> str | None:
+    """The bearer credential of the client's first message, or None (late, malformed, gone)."""
+    try:
+        async with asyncio.timeout(AUTH_SECONDS):
+            text = await websocket.receive_text()
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):
+        return None
+    if len(text) > AUTH_MESSAGE_LIMIT:
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token = message.get("access_token")
+    return f"Bearer {token}" if isinstance(token, str) and token else None
 
 
 async def _still_valid(services: object, credential: str | None) -> bool:

@@ -198,6 +198,9 @@ async def test_daemon_serves_the_control_api_on_its_own_listener(
             assert r.status_code == 200
             r = await client.get("/api/email-campaigns/")
             assert r.status_code == 401 and r.json()["error_code"] == "unauthorized"
+            # The web console, on the same listener (503 saying how to build it, if unbuilt).
+            r = await client.get("/ui/")
+            assert r.status_code in (200, 503) and "content-security-policy" in r.headers
     finally:
         await daemon.stop(grace=5)
     with pytest.raises(httpx.ConnectError):
@@ -221,3 +224,26 @@ async def test_websocket_closes_when_the_session_ends(
         assert closed.value.rcvd.code == websocket.CLOSE_UNAUTHORIZED
     finally:
         await ws.close()
+
+
+async def test_websocket_takes_the_token_in_a_first_message_instead_of_the_url(
+    control: Control,
+) -> None:
+    """The console keeps its token out of URLs (issue 17): it opens the socket with the
+    `sendmill.auth-message` subprotocol and sends the token as its first message."""
+    acme = await control.company()
+    user = await control.user(acme, "analyst")
+    url = control.url.replace("http://", "ws://") + "/api/ws"
+    async with websockets.connect(
+        url, subprotocols=["sendmill.auth-message"], open_timeout=5
+    ) as ws:
+        auth = {"type": "auth", "access_token": user.tokens["access_token"]}
+        await ws.send(json.dumps(auth))
+        assert (await _next_event(ws))["event"] == "ready"
+    async with websockets.connect(
+        url, subprotocols=["sendmill.auth-message"], open_timeout=5
+    ) as ws:
+        await ws.send(json.dumps({"type": "auth", "access_token": "not-a-token"}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await _next_event(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

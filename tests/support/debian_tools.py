@@ -17,6 +17,7 @@ TOOLS = {
     "opendkim": "opendkim",
     "perl:Mail::DKIM": "libmail-dkim-perl",
     "perl:Net::SSLeay": "libnet-ssleay-perl",
+    "chromium": "chromium",
 }
 INSTALL_TIMEOUT = 600
 
