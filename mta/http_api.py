@@ -85,9 +85,16 @@ class ErrorBody:
     def closing(self) -> ErrorBody:
         return replace(self, headers={**(self.headers or {}), "Connection": "close"})
 
-    def response(self) -> JSONResponse:
+    def response(self) -> Response:
         content = {"error_code": self.error_code, "message": self.message, "details": self.details}
-        return JSONResponse(content, status_code=self.status, headers=self.headers)
+        # ASCII JSON: an error may echo client text (a field name), lone surrogates included,
+        # which UTF-8 cannot encode; \u escapes can.
+        return Response(
+            json.dumps(content, ensure_ascii=True, separators=(",", ":")),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=JSON_TYPE,
+        )
 
 
 def describe(exc: Exception) -> ErrorBody:

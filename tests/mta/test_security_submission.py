@@ -6,6 +6,7 @@ issue 12.12). Real listeners on loopback, a real PostgreSQL, real clients."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,3 +216,85 @@ async def test_an_envelope_sender_of_another_tenant_is_refused_at_mail_from(
         await surfaces.smtp_send(_message(f"From: news@{OWN}"), mail_from=f"ceo@{OTHER}")
     assert refused.value.code == 550
     assert await surfaces.queued() == 0
+
+
+# --- control characters in composed header fields (issue 11.5, issue 12.12) -----------------
+
+# Line breaks to some reader (VT, FF, FS, NEL, LS, PS), raw control characters, DEL, C1.
+UNSAFE_CHARACTERS = ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\x01", "\x7f", "\x9b"]
+
+
+def _spec_with(field: str, value: str) -> tuple[dict[str, Any], str]:
+    """A JSON submission carrying `value` in `field`, and the field path the 422 must name."""
+    spec: dict[str, Any] = {
+        "from": {"email": f"news@{OWN}", "name": "Acme"},
+        "to": ["x@dest.test"],
+        "subject": "hi",
+        "text": "hello",
+    }
+    if field == "subject":
+        spec["subject"] = f"Sale{value}Bcc: victim@dest.test"
+        return spec, "subject"
+    if field == "from.name":
+        spec["from"]["name"] = f"Acme{value}"
+        return spec, "from.name"
+    if field == "to":
+        spec["to"] = [f"Ann{value} <x@dest.test>"]
+        return spec, "to[0]"
+    if field == "headers":
+        spec["headers"] = {"X-Campaign": f"spring{value}"}
+        return spec, "headers.X-Campaign"
+    spec["attachments"] = [{"filename": f"a{value}.txt", "content": "aGk="}]
+    return spec, "attachments[0].filename"
+
+
+@pytest.mark.parametrize("character", UNSAFE_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("field", ["subject", "from.name", "to", "headers", "filename"])
+async def test_control_characters_in_any_composed_header_are_422_naming_the_field(
+    surfaces: Surfaces, field: str, character: str
+) -> None:
+    spec, path = _spec_with(field, character)
+    response = await surfaces.http_json(spec)
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["field"] == path
+    assert await surfaces.queued() == 0
+
+
+@pytest.mark.parametrize("field", ["subject", "text", "html", "from.name"])
+async def test_lone_surrogates_are_422_not_500(surfaces: Surfaces, field: str) -> None:
+    spec: dict[str, Any] = {"from": f"news@{OWN}", "to": ["x@dest.test"], "text": "hello"}
+    if field == "from.name":
+        spec["from"] = {"email": f"news@{OWN}", "name": "\ud800"}
+    else:
+        spec[field] = "a \ud83d b"
+    # httpx would refuse to encode a lone surrogate: write the JSON escape ourselves.
+    body = json.dumps(spec).encode()
+    response = await surfaces.http.post(
+        "/api/v1/messages",
+        content=body,
+        headers={"Authorization": f"Bearer {surfaces.api_key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["field"] == field
+    assert await surfaces.queued() == 0
+
+
+async def test_a_header_name_with_a_lone_surrogate_is_422_not_500(surfaces: Surfaces) -> None:
+    spec = {
+        "from": f"news@{OWN}",
+        "to": ["x@dest.test"],
+        "text": "hi",
+        "headers": {"X-\udc80": "v"},
+    }
+    response = await surfaces.http.post(
+        "/api/v1/messages",
+        content=json.dumps(spec).encode(),
+        headers={"Authorization": f"Bearer {surfaces.api_key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+
+
+async def test_a_tab_in_a_subject_is_still_accepted(surfaces: Surfaces) -> None:
+    spec = {"from": f"news@{OWN}", "to": ["x@dest.test"], "subject": "a\tb", "text": "hi"}
+    response = await surfaces.http_json(spec)
+    assert response.status_code == 202, response.text
