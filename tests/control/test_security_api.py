@@ -1,0 +1,88 @@
+"""Security of the control API, as an auditor reads it: header material is refused at save
+(issue 10.8, 12.12), a sender profile cannot show another tenant's domain (issue 12, High 1).
+The real app under uvicorn, a real client, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.fixtures_control import Control, User
+
+UNSAFE = ["\r\nBcc: x@evil.test", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\x01", "\x7f"]
+
+
+async def _admin(control: Control) -> User:
+    return await control.user(await control.company())
+
+
+@pytest.mark.parametrize("character", UNSAFE, ids=lambda c: repr(c))
+async def test_header_material_with_control_characters_is_refused_at_save(
+    control: Control, character: str
+) -> None:
+    admin = await _admin(control)
+    ids = await control.fixtures(admin)
+    c, h = control.client, admin.auth
+    saves = [
+        (
+            "POST",
+            "/api/sender-profiles/",
+            {"profile_name": f"P{character}", "from_address": f"news@{admin.company.domain}"},
+            "profile_name",
+        ),
+        (
+            "PATCH",
+            f"/api/sender-profiles/{ids['sender']}/",
+            {"from_name": f"News{character}"},
+            "from_name",
+        ),
+        (
+            "PATCH",
+            f"/api/email-campaigns/{ids['campaign']}/",
+            {"subject_line": f"Hi{character}"},
+            "subject_line",
+        ),
+        (
+            "PATCH",
+            f"/api/contacts/{ids['contact']}/",
+            {"first_name": f"Jane{character}"},
+            "first_name",
+        ),
+        ("POST", "/api/contacts/", {"email": f"a{character}b@example.net"}, "email"),
+    ]
+    for method, path, body, field in saves:
+        r = await c.request(method, path, headers=h, json=body)
+        assert r.status_code == 422, (path, r.text)
+        assert field in r.json()["details"]["fields"], r.text
+
+
+@pytest.mark.parametrize(
+    "from_name", ["ceo@other.example", "CEO <ceo@other.example>", "=?utf-8?q?ceo=40other.example?="]
+)
+async def test_a_sender_profile_cannot_show_another_domain_in_its_name(
+    control: Control, from_name: str
+) -> None:
+    admin = await _admin(control)
+    other = await control.company("other")
+    assert other.domain == "other.example"
+    r = await control.client.post(
+        "/api/sender-profiles/",
+        headers=admin.auth,
+        json={
+            "profile_name": "News",
+            "from_name": from_name,
+            "from_address": f"news@{admin.company.domain}",
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert "from_name" in r.json()["details"]["fields"]
+
+
+async def test_a_sender_profile_may_name_its_own_address(control: Control) -> None:
+    admin = await _admin(control)
+    own = f"news@{admin.company.domain}"
+    r = await control.client.post(
+        "/api/sender-profiles/",
+        headers=admin.auth,
+        json={"profile_name": "News", "from_name": f"Acme ({own})", "from_address": own},
+    )
+    assert r.status_code == 201, r.text
