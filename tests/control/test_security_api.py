@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.fixtures_control import Control, User
+from tests.support.fixtures_control import Control, User, workflow_body
 
 UNSAFE = ["\r\nBcc: x@evil.test", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\x01", "\x7f"]
 
@@ -84,5 +84,36 @@ async def test_a_sender_profile_may_name_its_own_address(control: Control) -> No
         "/api/sender-profiles/",
         headers=admin.auth,
         json={"profile_name": "News", "from_name": f"Acme ({own})", "from_address": own},
+    )
+    assert r.status_code == 201, r.text
+
+
+# --- referenced ids (issue 12.13) -----------------------------------------------------------
+
+
+async def test_workflow_steps_cannot_name_another_companys_list_or_campaign(
+    control: Control,
+) -> None:
+    admin = await _admin(control)
+    other = await control.user(await control.company())
+    mine = await control.fixtures(admin)
+    theirs = await control.fixtures(other)
+    c, h = control.client, admin.auth
+    for step in (
+        {"type": "add_to_list", "list_id": theirs["list"]},
+        {"type": "remove_from_list", "list_id": theirs["list"]},
+        {"type": "send_campaign", "campaign_id": theirs["campaign"]},
+        {"type": "add_to_list"},
+    ):
+        body = workflow_body("XW", workflow_steps=[step])
+        r = await c.post("/api/email-workflows/", headers=h, json=body)
+        assert r.status_code == 422, (step, r.text)
+        r = await c.patch(
+            f"/api/email-workflows/{mine['workflow']}/", headers=h, json={"workflow_steps": [step]}
+        )
+        assert r.status_code == 422, (step, r.text)
+    own = [{"type": "add_to_list", "list_id": mine["list"]}]
+    r = await c.post(
+        "/api/email-workflows/", headers=h, json=workflow_body("OW", workflow_steps=own)
     )
     assert r.status_code == 201, r.text

@@ -298,3 +298,46 @@ async def test_a_tab_in_a_subject_is_still_accepted(surfaces: Surfaces) -> None:
     spec = {"from": f"news@{OWN}", "to": ["x@dest.test"], "subject": "a\tb", "text": "hi"}
     response = await surfaces.http_json(spec)
     assert response.status_code == 202, response.text
+
+
+# --- referenced ids (issue 12.13) -----------------------------------------------------------
+
+
+async def test_the_daemon_refuses_another_companys_campaign_or_list_id(
+    daemon_factory: Any, pool: asyncpg.Pool
+) -> None:
+    daemon = await daemon_factory()
+    acme = await tenants.ensure_company(pool, "acme")  # the daemon's example.test owner
+    bravo = await tenants.ensure_company(pool, "bravo")
+    ids = {}
+    for company in (acme, bravo):
+        ids[company] = await pool.fetchval(
+            "INSERT INTO email_lists (company_id, list_name, list_code, list_type, source_type)"
+            " VALUES ($1, 'L', 'L', 'static', 'manual') RETURNING id",
+            company,
+        )
+    key = await credentials.create_api_key(pool, acme, "app")
+    headers = {"Authorization": f"Bearer {key.login}"}
+    spec = {
+        "from": "app@example.test",
+        "to": ["x@dest.test"],
+        "text": "hi",
+        "category": "marketing",
+    }
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.http.listen}") as client:
+        for option, value in (("list_id", ids[bravo]), ("campaign_id", 987654)):
+            r = await client.post("/api/v1/messages", json={**spec, option: value}, headers=headers)
+            assert r.status_code == 422, r.text
+            assert r.json()["details"]["field"] == option
+            raw = b"From: app@example.test\r\nTo: x@dest.test\r\n\r\nhi\r\n"
+            r = await client.post(
+                f"/api/v1/messages?{option}={value}",
+                content=raw,
+                headers={**headers, "Content-Type": "message/rfc822"},
+            )
+            assert r.status_code == 422, r.text
+        assert await pool.fetchval("SELECT count(*) FROM recipients") == 0
+        r = await client.post(
+            "/api/v1/messages", json={**spec, "list_id": ids[acme]}, headers=headers
+        )
+        assert r.status_code == 202, r.text
