@@ -26,6 +26,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import argon2
@@ -186,9 +187,11 @@ class Authenticator:
         if user["totp_enabled"]:
             if not totp_code:
                 raise TotpRequired("this account requires a TOTP code", field="totp_code")
-            if not verify_totp(user["totp_secret"], totp_code):
+            step = totp_step(user["totp_secret"], totp_code)
+            if step is None or not await self._db.fetchval(SQL["use-totp-step"], user["id"], step):
+                # wrong, or already used: RFC 6238 §5.2 wants each code accepted once
                 await self.throttle.failed(email, ip)
-                raise Unauthorized("wrong TOTP code", reason="invalid_totp")
+                raise Unauthorized("wrong or already used TOTP code", reason="invalid_totp")
             mfa = True
         await self.throttle.succeeded(email, ip)
         if self.hasher.check_needs_rehash(user["password_hash"]):
@@ -358,6 +361,18 @@ def totp_uri(secret: str, account: str) -> str:
 
 def verify_totp(secret: str | None, code: str) -> bool:
     """One step of clock drift either way is accepted (RFC 6238 §5.2)."""
-    if not secret or not code.isdigit():
-        return False
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+    return totp_step(secret, code) is not None
+
+
+def totp_step(secret: str | None, code: str, now: float | None = None) -> int | None:
+    """The time step (RFC 6238 T) `code` is valid for, one step of drift either way, or None.
+    Callers spend the step (`use-totp-step`) so that a code counts once (§5.2)."""
+    if not secret or not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = time.time() if now is None else now
+    for drift in (0, -1, 1):
+        at = now + drift * totp.interval
+        if hmac.compare_digest(totp.at(at), code):
+            return totp.timecode(datetime.fromtimestamp(at, UTC))
+    return None

@@ -4,9 +4,12 @@ The real app under uvicorn, a real client, a real PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+
+import pyotp
 import pytest
 
-from tests.support.fixtures_control import Control, User, workflow_body
+from tests.support.fixtures_control import PASSWORD, Control, User, workflow_body
 
 UNSAFE = ["\r\nBcc: x@evil.test", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\x01", "\x7f"]
 
@@ -117,3 +120,76 @@ async def test_workflow_steps_cannot_name_another_companys_list_or_campaign(
         "/api/email-workflows/", headers=h, json=workflow_body("OW", workflow_steps=own)
     )
     assert r.status_code == 201, r.text
+
+
+# --- the second factor (issue 12.3) ---------------------------------------------------------
+
+
+async def _enable_totp(control: Control, user: User) -> pyotp.TOTP:
+    c = control.client
+    r = await c.post("/api/auth/totp/setup", headers=user.auth, json={"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    totp = pyotp.TOTP(r.json()["secret"])
+    r = await c.post("/api/auth/totp/confirm", headers=user.auth, json={"code": totp.now()})
+    assert r.status_code == 200, r.text
+    return totp
+
+
+async def test_totp_setup_needs_the_password(control: Control) -> None:
+    admin = await _admin(control)
+    c = control.client
+    r = await c.post("/api/auth/totp/setup", headers=admin.auth)
+    assert r.status_code in (415, 422), r.text
+    for body in ({}, {"password": "wrong"}):
+        r = await c.post("/api/auth/totp/setup", headers=admin.auth, json=body)
+        assert r.status_code == 422, r.text
+
+
+async def test_a_session_cannot_replace_an_enabled_totp_without_a_current_code(
+    control: Control,
+) -> None:
+    admin = await _admin(control)
+    totp = await _enable_totp(control, admin)
+    c = control.client
+    r = await c.post("/api/auth/totp/setup", headers=admin.auth, json={"password": PASSWORD})
+    assert r.status_code == 422 and "code" in r.json()["details"]["fields"]
+    # the enabled factor is still in force
+    r = await c.post("/api/auth/login", json={"email": admin.email, "password": PASSWORD})
+    assert r.json()["error_code"] == "totp_required"
+    # with the password and a fresh code, a new set-up starts; the enabled factor stays in
+    # force until the new one is confirmed
+    r = await c.post(
+        "/api/auth/totp/setup",
+        headers=admin.auth,
+        json={"password": PASSWORD, "code": totp.at(time.time() + 30)},
+    )
+    assert r.status_code == 200, r.text
+    r = await c.post("/api/auth/login", json={"email": admin.email, "password": PASSWORD})
+    assert r.json()["error_code"] == "totp_required"
+
+
+async def test_a_totp_code_counts_once(control: Control) -> None:
+    admin = await _admin(control)
+    totp = await _enable_totp(control, admin)
+    code = totp.at(time.time() + 30)
+    await control.login(admin.email, totp_code=code)
+    r = await control.client.post(
+        "/api/auth/login", json={"email": admin.email, "password": PASSWORD, "totp_code": code}
+    )
+    assert r.status_code == 401, r.text
+    # the confirm code cannot log in either
+    r = await control.client.post(
+        "/api/auth/login",
+        json={"email": admin.email, "password": PASSWORD, "totp_code": totp.now()},
+    )
+    assert r.status_code == 401, r.text
+
+
+async def test_enabling_totp_ends_the_users_other_sessions(control: Control) -> None:
+    admin = await _admin(control)
+    other_session = await control.login(admin.email)
+    other = {"Authorization": f"Bearer {other_session['access_token']}"}
+    assert (await control.client.get("/api/auth/me", headers=other)).status_code == 200
+    await _enable_totp(control, admin)
+    assert (await control.client.get("/api/auth/me", headers=other)).status_code == 401
+    assert (await control.client.get("/api/auth/me", headers=admin.auth)).status_code == 200
