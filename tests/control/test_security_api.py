@@ -4,12 +4,21 @@ The real app under uvicorn, a real client, a real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pyotp
 import pytest
+import websockets
 
-from tests.support.fixtures_control import PASSWORD, Control, User, workflow_body
+from tests.support.fixtures_control import (
+    PASSWORD,
+    Control,
+    User,
+    campaign_body,
+    workflow_body,
+)
 
 UNSAFE = ["\r\nBcc: x@evil.test", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\x01", "\x7f"]
 
@@ -193,3 +202,32 @@ async def test_enabling_totp_ends_the_users_other_sessions(control: Control) -> 
     await _enable_totp(control, admin)
     assert (await control.client.get("/api/auth/me", headers=other)).status_code == 401
     assert (await control.client.get("/api/auth/me", headers=admin.auth)).status_code == 200
+
+
+# --- the WebSocket outlives no session (issue 12.6) -----------------------------------------
+
+
+async def test_a_websocket_closes_within_seconds_of_logout_while_events_keep_coming(
+    control: Control,
+) -> None:
+    admin = await _admin(control)
+    watcher_tokens = await control.login(admin.email)
+    ids = await control.fixtures(admin)
+    url = control.url.replace("http://", "ws://") + "/api/ws"
+    url += f"?access_token={watcher_tokens['access_token']}"
+    async with websockets.connect(url, open_timeout=5) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] == "ready"
+        watcher = {"Authorization": f"Bearer {watcher_tokens['access_token']}"}
+        r = await control.client.post("/api/auth/logout", headers=watcher, json={})
+        assert r.status_code in (200, 204), r.text
+        logged_out = time.monotonic()
+        body = campaign_body(ids["template"], ids["list"], ids["sender"])
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(15):
+                while True:  # the other session keeps creating campaigns: events keep coming
+                    await control.client.post(
+                        "/api/email-campaigns/", headers=admin.auth, json=body
+                    )
+                    await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert time.monotonic() - logged_out < 3
