@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email
 import html
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -392,7 +393,7 @@ class Pages:
             raise _INVALID
         content = part.get_content()
         if part.get_content_type() == "text/html":
-            page = recipient.html(content, pixel=False)
+            page = without_refresh(recipient.html(content, pixel=False))
         else:
             text = html.escape(recipient.placeholders(content))
             page = f'<pre style="white-space:pre-wrap">{text}</pre>'
@@ -400,12 +401,30 @@ class Pages:
             page,
             headers={
                 "Cache-Control": "no-store",
-                # the message's own HTML: no scripts, no forms, images and styles only
+                # The tenant's own HTML on our origin (issue 12.7): images and styles only; no
+                # scripts, forms, <base> or plugins; sandboxed into an opaque origin, so even
+                # what a browser let through could not read or act on the tracker's origin.
                 "Content-Security-Policy": "default-src 'none'; img-src https: http: data:; "
-                "style-src 'unsafe-inline'; frame-ancestors 'none'",
+                "style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'; "
+                "frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
                 "Referrer-Policy": "no-referrer",
             },
         )
+
+
+# [^<>]: linear on hostile markup (a failed match stops at the next "<").
+_META_TAG = re.compile(r"<meta\b[^<>]*>", re.IGNORECASE)
+
+
+def without_refresh(page: str) -> str:
+    """The page without `<meta http-equiv=refresh>`, which no CSP stops: it would make the
+    tracker's origin redirect wherever a tenant's HTML says."""
+
+    def keep(match: re.Match[str]) -> str:
+        tag = match.group(0).lower()
+        return "" if "http-equiv" in tag and "refresh" in tag else match.group(0)
+
+    return _META_TAG.sub(keep, page)
 
 
 async def page_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tracker.pages import without_refresh
 from tracker.prepare import rewrite_links
 
 HOSTILE = {
@@ -30,3 +31,14 @@ def test_ordinary_links_are_still_rewritten() -> None:
     )
     assert 'href="https://t.test/0?u=https://shop.test/a?x=1&amp;y=2"' in out
     assert "href=/rel" in out
+
+
+def test_the_view_in_browser_page_loses_meta_refresh_redirects() -> None:
+    page = (
+        '<head><meta charset="utf-8"><META HTTP-EQUIV="Refresh" content="0;url=https://evil.test">'
+        "<meta http-equiv=refresh content=1></head><p>hi</p>"
+    )
+    assert without_refresh(page) == '<head><meta charset="utf-8"></head><p>hi</p>'
+    started = time.perf_counter()
+    without_refresh("<meta " * 200_000)
+    assert time.perf_counter() - started < 2.0
