@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,8 +177,14 @@ class Authenticator:
     async def _login(
         self, email: str, password: str, totp_code: str | None, ip: str | None
     ) -> TokenPair:
+        # One spelling per account for the throttle and the lookup alike (issue 12.9): "İ"
+        # variants must not count as other accounts, nor meet a database lower() that maps
+        # them onto a real one. Login addresses are ASCII; anything else names no account.
+        email = login_address(email)
         await self.throttle.check(email, ip)
-        user = await self._db.fetchrow(SQL["user-for-login"], email.strip())
+        user = None
+        if email.isascii():
+            user = await self._db.fetchrow(SQL["user-for-login"], email)
         stored = user["password_hash"] if user else self._dummy_hash
         ok = await verify_password(stored, password, self.hasher)
         if not user or not ok or not user["is_active"]:
@@ -346,6 +353,11 @@ class Authenticator:
             sorted(set(permissions)),
         )
         return IssuedApiKey(dict(record), f"{API_KEY_PREFIX}{prefix}_{secret}")
+
+
+def login_address(text: str) -> str:
+    """A login address as accounts are compared everywhere: NFKC, trimmed, case-folded."""
+    return unicodedata.normalize("NFKC", text).strip().casefold()
 
 
 # --- TOTP (RFC 6238) ------------------------------------------------------------------------

@@ -231,3 +231,31 @@ async def test_a_websocket_closes_within_seconds_of_logout_while_events_keep_com
                     await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     assert time.monotonic() - logged_out < 3
+
+
+# --- one spelling per login (issue 12.9) ----------------------------------------------------
+
+
+async def test_unicode_case_variants_of_a_login_never_log_in(control: Control) -> None:
+    company = await control.company()
+    admin = await control.user(company)  # an ASCII address with an "i": admin<n>@...
+    assert "i" in admin.email
+    for variant in (
+        admin.email.replace("i", "\u0130", 1),  # İ: PostgreSQL's lower() may map it to "i"
+        admin.email.replace("i", "i\u0307", 1),
+        admin.email.upper(),
+        f"  {admin.email.replace('a', 'ａ', 1)} ",  # fullwidth a: NFKC folds it
+    ):
+        r = await control.client.post(
+            "/api/auth/login", json={"email": variant, "password": PASSWORD}
+        )
+        if variant.strip().isascii() or "ａ" in variant:
+            assert r.status_code == 200, (variant, r.text)  # the same account, one spelling
+        else:
+            assert r.status_code == 401, (variant, r.text)
+    r = await control.client.post(
+        "/api/users/",
+        headers=admin.auth,
+        json={"email": "j\u0130m@x.example", "role": "viewer", "password": PASSWORD + "!x"},
+    )
+    assert r.status_code == 422, r.text
