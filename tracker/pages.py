@@ -21,7 +21,7 @@ import html
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from starlette.requests import Request
@@ -161,6 +161,26 @@ _UNAVAILABLE = PageError(
 )
 
 
+_CROSS_SITE = PageError(
+    403,
+    "Open the link from the message",
+    "Preferences can only be changed from this page. Please open the link from the message.",
+)
+
+
+def _same_site_only(request: Request) -> None:
+    """A preferences form posted from another site is refused (issue 12.14): the link in the
+    message is a capability, and a third-party page holding a forwarded one must not use it.
+    Browsers say where a POST comes from (Sec-Fetch-Site, Origin); a client that says nothing
+    is not a browser that a page could have driven."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise _CROSS_SITE
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise _CROSS_SITE
+
+
 class Pages:
     """Unsubscribe, preferences and view in browser: rare, so plain Starlette."""
 
@@ -287,6 +307,7 @@ class Pages:
         try:
             choices = await self._choices(token, address)
             if request.method == "POST":
+                _same_site_only(request)
                 fields = await self._fields(request)
                 action = (fields.get("action") or [""])[0]
                 if action == "leave-all":
