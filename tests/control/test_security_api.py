@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pyotp
 import pytest
 import websockets
 
+from mta.logs import setup_logging
 from tests.support.fixtures_control import (
     PASSWORD,
     Control,
@@ -259,3 +261,28 @@ async def test_unicode_case_variants_of_a_login_never_log_in(control: Control) -
         json={"email": "j\u0130m@x.example", "role": "viewer", "password": PASSWORD + "!x"},
     )
     assert r.status_code == 422, r.text
+
+
+# --- no credential in any log line (issue 12.10) --------------------------------------------
+
+
+async def test_access_tokens_never_reach_the_logs(
+    control: Control, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = await _admin(control)
+    token = admin.tokens["access_token"]
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    setup_logging("info", "text")  # the daemon's logging, writing to the captured stderr
+    try:
+        url = control.url.replace("http://", "ws://") + f"/api/ws?access_token={token}"
+        async with websockets.connect(url, open_timeout=5) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] == "ready"
+        logging.getLogger("test").info("client sent Authorization: Bearer %s", token)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    logged = capsys.readouterr().err
+    assert "WebSocket /api/ws?access_token=[redacted]" in logged  # uvicorn's own line
+    assert "Bearer [redacted]" in logged
+    assert token not in logged and token.split(".")[2] not in logged
