@@ -89,6 +89,9 @@ class HttpConfig:
     max_body_size: int = 36 * 1024 * 1024
     # How often the queue-by-state gauge on /metrics is sampled (one GROUP BY over the queue).
     metrics_sample_interval: float = 5.0
+    # /metrics (HTTP API and tracker) answers loopback clients only; with a token, whoever
+    # sends "Authorization: Bearer <token>" instead (behind a local reverse proxy, set one)
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ class Daemon:
             ready=self._is_ready,
             prepare=prepare,
             mounts=self._bounce_routes(credentials),
+            metrics_token=config.http.metrics_token,
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:

@@ -341,3 +341,31 @@ async def test_the_daemon_refuses_another_companys_campaign_or_list_id(
             "/api/v1/messages", json={**spec, "list_id": ids[acme]}, headers=headers
         )
         assert r.status_code == 202, r.text
+
+
+# --- /metrics exposure (issue 12.8) ---------------------------------------------------------
+
+
+async def test_metrics_answer_only_loopback_or_the_token(pool: asyncpg.Pool) -> None:
+    def app(token: str | None) -> Any:
+        return create_app(
+            db=pool,
+            credentials=CredentialStore(pool),
+            policy=SubmissionPolicy(pool, "h.test", 1000, max_recipients=1),
+            max_age=60,
+            max_body_size=1000,
+            metrics_token=token,
+        )
+
+    # A client as the Internet would be: ASGI sees its address, not ours.
+    async def get(token: str | None, client: str, headers: dict[str, str]) -> int:
+        transport = httpx.ASGITransport(app=app(token), client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://h.test") as c:
+            return (await c.get("/metrics", headers=headers)).status_code
+
+    assert await get(None, "127.0.0.1", {}) == 200
+    assert await get(None, "::1", {}) == 200
+    assert await get(None, "203.0.113.9", {}) == 404
+    assert await get("s3cret", "127.0.0.1", {}) == 404  # behind a proxy: the token decides
+    assert await get("s3cret", "203.0.113.9", {"Authorization": "Bearer s3cret"}) == 200
+    assert await get("s3cret", "203.0.113.9", {"Authorization": "Bearer wrong"}) == 404
