@@ -26,10 +26,12 @@ _MAILBOX_REASONS = frozenset(
     {Reason.MAILBOXFULL, Reason.USERUNKNOWN, Reason.SUSPEND, Reason.MESGTOOBIG, Reason.EXCEEDLIMIT}
 )
 _NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
-_TAG_RE = re.compile(r"<[^>]*>")
+# [^<>]: a failed match stops at the next "<" instead of rescanning the rest of the markup,
+# which made "<x" * n quadratic (issue 12, High 2).
+_TAG_RE = re.compile(r"<[^<>]*>")
 # Tags that end a line or a paragraph: kept as line breaks so prose keeps its paragraphs.
-_BREAK_RE = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*>", re.I)
-_SCRIPT_RE = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.I | re.S)
+_BREAK_RE = re.compile(r"<(?:br|/p|/div|/tr|/li|/h[1-6]|/table|hr)\b[^<>]*>", re.I)
+_UNRENDERED_RE = re.compile(r"<(style|script|head)\b", re.I)
 _HEADER_IN_TEXT_RE = re.compile(
     r"^(message-id|return-path|to|subject)[ \t]*:[ \t]*(.+)$", re.I | re.M
 )
@@ -45,9 +47,31 @@ def parse_message(raw: bytes, classifier: Classifier | None = None) -> Report:
         return unreadable(f"{type(exc).__name__}: {exc}")
 
 
+def _drop_unrendered(markup: str) -> str:
+    """The markup without <style>, <script> and <head> elements. Each opening tag is found once
+    and its end searched from there on, so the work is linear; an element left open runs to the
+    end, as in a browser. (A lazy `.*?</\\1>` pattern rescanned the rest for every unclosed
+    opening tag: quadratic, issue 12 High 2.)"""
+    lower = markup.lower()
+    kept: list[str] = []
+    position = 0
+    for opening in _UNRENDERED_RE.finditer(markup):
+        if opening.start() < position:
+            continue  # inside an element already dropped
+        kept.append(markup[position : opening.start()])
+        end = lower.find(f"</{opening.group(1).lower()}", opening.end())
+        if end < 0:
+            return " ".join(kept) + " "
+        close = lower.find(">", end)
+        position = len(markup) if close < 0 else close + 1
+        kept.append(" ")
+    kept.append(markup[position:])
+    return "".join(kept)
+
+
 def html_text(markup: str) -> str:
     """The text of an HTML bounce (some providers send no text/plain part), line breaks kept."""
-    markup = _SCRIPT_RE.sub(" ", markup)
+    markup = _drop_unrendered(markup)
     markup = _BREAK_RE.sub("\n\n", markup)
     return html.unescape(_TAG_RE.sub(" ", markup))
 

@@ -16,10 +16,12 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -43,6 +45,11 @@ SQL = Queries("bounce")
 
 MAX_BODY = 1024 * 1024
 MAX_SKEW = 600  # seconds a signed timestamp may be off (replays older than that are refused)
+# SNS retries a failed delivery with back-off; its Timestamp is the publication time.
+SNS_MAX_AGE = 3600
+# How long request and event keys are remembered: past every window above, and past the
+# providers' retry periods (SendGrid retries for 24 hours), so retries are recorded once.
+SEEN_RETENTION = 3 * 86400
 
 
 class WebhookRefused(Exception):
@@ -75,6 +82,17 @@ class Notice:
     hint: Reason | None = None  # the provider's own category, used when the text says nothing
     permanent: bool | None = None
     remote_mta: str = ""
+    event_id: str = ""  # the provider's id of the event: recorded once however often it comes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one webhook request carries: its notices, and the key that makes the signed
+    request good once (None where the provider signs nothing, e.g. Postmark)."""
+
+    provider: str
+    notices: list[Notice]
+    request_key: str | None = None
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -170,13 +188,29 @@ def verify_mailgun(signing_key: str, timestamp: str, token: str, signature: str)
         raise WebhookRefused(403, "Mailgun signature does not verify")
 
 
-def _check_timestamp(timestamp: str) -> None:
+def _check_timestamp(timestamp: str, max_skew: float = MAX_SKEW) -> None:
     try:
-        skew = abs(time.time() - float(timestamp))
+        stamp = float(timestamp)
     except ValueError:
         raise WebhookRefused(403, "bad timestamp") from None
-    if skew > MAX_SKEW:
+    # "nan" compares false with everything, so it would pass `skew > max_skew`: finite only.
+    if not math.isfinite(stamp) or abs(time.time() - stamp) > max_skew:
         raise WebhookRefused(403, "timestamp too old or in the future")
+
+
+def check_sns_timestamp(value: Any) -> None:
+    """SNS's Timestamp (ISO 8601, part of what it signs) must be recent."""
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise WebhookRefused(403, "bad timestamp") from None
+    if stamp.tzinfo is None:
+        raise WebhookRefused(403, "bad timestamp")
+    _check_timestamp(str(stamp.timestamp()), SNS_MAX_AGE)
+
+
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
 # --- provider payloads ------------------------------------------------------------------------
@@ -208,23 +242,35 @@ def sendgrid_notices(items: list[Any]) -> list[Notice]:
         event = str(e.get("event", "")).lower()
         address = str(e.get("email", ""))
         message_id = str(e.get("smtp-id", "") or "")
+        event_id = str(e.get("sg_event_id", "") or "")
         text = str(e.get("reason", "") or e.get("response", ""))
         if event in ("bounce", "dropped"):
             hint = Reason.BLOCKED if e.get("type") == "blocked" else None
             found.append(
                 Notice(EventKind.BOUNCED, address, str(e.get("status", "")), text,
-                       message_id=message_id, hint=hint)
+                       message_id=message_id, hint=hint, event_id=event_id)
             )  # fmt: skip
         elif event == "deferred":
-            found.append(Notice(EventKind.DEFERRED, address, "", text, "delayed", message_id))
+            found.append(
+                Notice(EventKind.DEFERRED, address, "", text, "delayed", message_id,
+                       event_id=event_id)
+            )  # fmt: skip
         elif event == "spamreport":
-            found.append(Notice(EventKind.COMPLAINED, address, message_id=message_id))
+            found.append(
+                Notice(EventKind.COMPLAINED, address, message_id=message_id, event_id=event_id)
+            )
         elif event in ("unsubscribe", "group_unsubscribe"):
-            found.append(Notice(EventKind.UNSUBSCRIBED, address, message_id=message_id))
+            found.append(
+                Notice(EventKind.UNSUBSCRIBED, address, message_id=message_id, event_id=event_id)
+            )
     return found
 
 
 def mailgun_notices(data: dict[str, Any]) -> list[Notice]:
+    return [replace(n, event_id=str(data.get("id", "") or "")) for n in _mailgun_notices(data)]
+
+
+def _mailgun_notices(data: dict[str, Any]) -> list[Notice]:
     event = str(data.get("event", "")).lower()
     address = str(data.get("recipient", ""))
     headers = (data.get("message") or {}).get("headers") or {}
@@ -260,6 +306,13 @@ _POSTMARK_TYPES = {
 
 
 def postmark_notices(data: dict[str, Any]) -> list[Notice]:
+    # Postmark signs nothing (its credentials authenticate); its record ID makes retries once.
+    record_id = data.get("ID")
+    event_id = f"{data.get('RecordType', '')}:{record_id}" if record_id else ""
+    return [replace(n, event_id=event_id) for n in _postmark_notices(data)]
+
+
+def _postmark_notices(data: dict[str, Any]) -> list[Notice]:
     record = str(data.get("RecordType", "")).lower()
     address = str(data.get("Email", "") or data.get("Recipient", ""))
     if record == "spamcomplaint" or str(data.get("Type", "")).lower() == "spamcomplaint":
@@ -305,56 +358,68 @@ class Webhooks:
         ]
 
     async def ses(self, request: Request) -> Response:
-        async def work(body: bytes) -> tuple[str, list[Notice]]:
+        async def work(body: bytes) -> Delivery:
             doc = _json(body)
             if not isinstance(doc, dict):
                 raise WebhookRefused(400, "expected an SNS message")
             await self._sns.verify(doc)
+            check_sns_timestamp(doc.get("Timestamp"))
             if doc.get("Type") == "SubscriptionConfirmation":
                 url = str(doc.get("SubscribeURL", ""))
                 if not self._sns.allowed(url):
                     raise WebhookRefused(403, "subscribe URL is not an SNS one")
                 await self._fetch(url)  # confirms the subscription
-                return "webhook:ses", []
+                return Delivery("ses", [])
             if doc.get("Type") != "Notification":
-                return "webhook:ses", []
+                return Delivery("ses", [])
             message = _json(str(doc.get("Message", "")).encode())
-            return "webhook:ses", ses_notices(message) if isinstance(message, dict) else []
+            notices = ses_notices(message) if isinstance(message, dict) else []
+            # MessageId is signed; SNS retries carry the same one: the request is the event.
+            return Delivery("ses", notices, f"message:{doc.get('MessageId', '')}")
 
         return await self._handle(request, work, enabled=bool(self._secrets.sns_cert_url))
 
     async def sendgrid(self, request: Request) -> Response:
-        async def work(body: bytes) -> tuple[str, list[Notice]]:
+        async def work(body: bytes) -> Delivery:
+            timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp", "")
             verify_sendgrid(
                 self._secrets.sendgrid_public_key,
                 request.headers.get("x-twilio-email-event-webhook-signature", ""),
-                request.headers.get("x-twilio-email-event-webhook-timestamp", ""),
+                timestamp,
                 body,
             )
             doc = _json(body)
-            return "webhook:sendgrid", sendgrid_notices(doc if isinstance(doc, list) else [])
+            notices = sendgrid_notices(doc if isinstance(doc, list) else [])
+            # What is signed, not the signature: ECDSA signatures can be re-written (s, n-s).
+            return Delivery("sendgrid", notices, "signed:" + _digest(timestamp.encode(), body))
 
         return await self._handle(request, work, bool(self._secrets.sendgrid_public_key))
 
     async def mailgun(self, request: Request) -> Response:
-        async def work(body: bytes) -> tuple[str, list[Notice]]:
+        async def work(body: bytes) -> Delivery:
             doc = _json(body)
             if not isinstance(doc, dict):
                 raise WebhookRefused(400, "expected a JSON object")
             sig = doc.get("signature") or {}
+            if not isinstance(sig, dict):
+                raise WebhookRefused(403, "Mailgun signature does not verify")
+            token = str(sig.get("token", ""))
             verify_mailgun(
                 self._secrets.mailgun_signing_key,
                 str(sig.get("timestamp", "")),
-                str(sig.get("token", "")),
+                token,
                 str(sig.get("signature", "")),
             )
             data = doc.get("event-data")
-            return "webhook:mailgun", mailgun_notices(data if isinstance(data, dict) else {})
+            notices = mailgun_notices(data if isinstance(data, dict) else {})
+            # Mailgun signs timestamp + token only, never the body: a signature block is good
+            # once, or anyone who saw one could attach any event to it.
+            return Delivery("mailgun", notices, f"token:{token}")
 
         return await self._handle(request, work, bool(self._secrets.mailgun_signing_key))
 
     async def postmark(self, request: Request) -> Response:
-        async def work(body: bytes) -> tuple[str, list[Notice]]:
+        async def work(body: bytes) -> Delivery:
             expected = (
                 "Basic " + base64.b64encode(self._secrets.postmark_credentials.encode()).decode()
             )
@@ -363,35 +428,58 @@ class Webhooks:
             ):
                 raise WebhookRefused(401, "credentials required")
             doc = _json(body)
-            return "webhook:postmark", postmark_notices(doc if isinstance(doc, dict) else {})
+            return Delivery("postmark", postmark_notices(doc if isinstance(doc, dict) else {}))
 
         return await self._handle(request, work, bool(self._secrets.postmark_credentials))
 
     async def _handle(
         self,
         request: Request,
-        work: Callable[[bytes], Awaitable[tuple[str, list[Notice]]]],
+        work: Callable[[bytes], Awaitable[Delivery]],
         enabled: bool,
     ) -> Response:
         if not enabled:
             return JSONResponse({"error": "webhook not configured"}, status_code=404)
         try:
             body = await _read(request)
-            source, notices = await work(body)
-            recorded = await self._record(source, notices)
+            recorded = await self._record(await work(body))
         except WebhookRefused as exc:
             log.info("webhook %s refused: %s", request.url.path, exc.detail)
             return JSONResponse({"error": exc.detail}, status_code=exc.status)
         return JSONResponse({"recorded": recorded})
 
-    async def _record(self, source: str, notices: list[Notice]) -> int:
-        if not notices:
+    async def _record(self, delivery: Delivery) -> int:
+        notices = [n for n in delivery.notices if n.address]
+        if not notices and delivery.request_key is None:
             return 0
+        source = f"webhook:{delivery.provider}"
         async with self._db.acquire() as conn, conn.transaction():
-            found = [await self._event(conn, source, n) for n in notices if n.address]
+            notices = await self._first_seen(conn, delivery, notices)
+            found = [await self._event(conn, source, n) for n in notices]
             await events.record(conn, found)
             await policy.apply(conn, found)
         return len(found)
+
+    async def _first_seen(
+        self, conn: asyncpg.Connection, delivery: Delivery, notices: list[Notice]
+    ) -> list[Notice]:
+        """The notices to record: none when the signed request was seen before (a replay, or
+        a retry already taken), else those whose event id is new."""
+        keys = [f"event:{n.event_id}" for n in notices if n.event_id]
+        if delivery.request_key is not None:
+            keys.append(f"request:{delivery.request_key}")
+        if not keys:
+            return notices
+        new = {
+            r["key"]
+            for r in await conn.fetch(
+                SQL["webhook-first-seen"], delivery.provider, keys, SEEN_RETENTION
+            )
+        }
+        if delivery.request_key is not None and f"request:{delivery.request_key}" not in new:
+            log.info("webhook %s: request seen before, nothing recorded", delivery.provider)
+            return []
+        return [n for n in notices if not n.event_id or f"event:{n.event_id}" in new]
 
     async def _event(self, conn: asyncpg.Connection, source: str, n: Notice) -> BounceEvent:
         address = storable(n.address.strip().strip("<>").lower(), 320)

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from control import openapi, websocket
+from control import content_pool, openapi, websocket
 from control.auth import Authenticator, password_hasher
 from control.console import ConsoleFiles
 from control.errors import BodyTooLarge, error_body
@@ -141,6 +141,7 @@ def create_app(
         if control.spamd
         else None,
     )
+    content_pool.configure(control.content_check_processes, control.content_check_timeout)
     endpoints = [e for api in ALL_APIS for e in api.endpoints]
     console = ConsoleFiles()
     document = openapi.document(endpoints)

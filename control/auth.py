@@ -24,8 +24,10 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import argon2
@@ -175,8 +177,14 @@ class Authenticator:
     async def _login(
         self, email: str, password: str, totp_code: str | None, ip: str | None
     ) -> TokenPair:
+        # One spelling per account for the throttle and the lookup alike (issue 12.9): "İ"
+        # variants must not count as other accounts, nor meet a database lower() that maps
+        # them onto a real one. Login addresses are ASCII; anything else names no account.
+        email = login_address(email)
         await self.throttle.check(email, ip)
-        user = await self._db.fetchrow(SQL["user-for-login"], email.strip())
+        user = None
+        if email.isascii():
+            user = await self._db.fetchrow(SQL["user-for-login"], email)
         stored = user["password_hash"] if user else self._dummy_hash
         ok = await verify_password(stored, password, self.hasher)
         if not user or not ok or not user["is_active"]:
@@ -186,9 +194,11 @@ class Authenticator:
         if user["totp_enabled"]:
             if not totp_code:
                 raise TotpRequired("this account requires a TOTP code", field="totp_code")
-            if not verify_totp(user["totp_secret"], totp_code):
+            step = totp_step(user["totp_secret"], totp_code)
+            if step is None or not await self._db.fetchval(SQL["use-totp-step"], user["id"], step):
+                # wrong, or already used: RFC 6238 §5.2 wants each code accepted once
                 await self.throttle.failed(email, ip)
-                raise Unauthorized("wrong TOTP code", reason="invalid_totp")
+                raise Unauthorized("wrong or already used TOTP code", reason="invalid_totp")
             mfa = True
         await self.throttle.succeeded(email, ip)
         if self.hasher.check_needs_rehash(user["password_hash"]):
@@ -345,6 +355,11 @@ class Authenticator:
         return IssuedApiKey(dict(record), f"{API_KEY_PREFIX}{prefix}_{secret}")
 
 
+def login_address(text: str) -> str:
+    """A login address as accounts are compared everywhere: NFKC, trimmed, case-folded."""
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
 # --- TOTP (RFC 6238) ------------------------------------------------------------------------
 
 
@@ -358,6 +373,18 @@ def totp_uri(secret: str, account: str) -> str:
 
 def verify_totp(secret: str | None, code: str) -> bool:
     """One step of clock drift either way is accepted (RFC 6238 §5.2)."""
-    if not secret or not code.isdigit():
-        return False
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+    return totp_step(secret, code) is not None
+
+
+def totp_step(secret: str | None, code: str, now: float | None = None) -> int | None:
+    """The time step (RFC 6238 T) `code` is valid for, one step of drift either way, or None.
+    Callers spend the step (`use-totp-step`) so that a code counts once (§5.2)."""
+    if not secret or not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = time.time() if now is None else now
+    for drift in (0, -1, 1):
+        at = now + drift * totp.interval
+        if hmac.compare_digest(totp.at(at), code):
+            return totp.timecode(datetime.fromtimestamp(at, UTC))
+    return None

@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from control.email_syntax import AddressError, normalize_address
+from mta.header_text import header_text_problem
 
 __all__ = [
     "CHUNK_SIZE",
@@ -655,6 +656,10 @@ class ContactCsvParser:
                 )
                 if len(value) > limit
             ]
+        # Names reach Subject and To through placeholders: the header rule holds here too.
+        for name, value in (("first_name", first_name), ("last_name", last_name)):
+            if value and (problem := header_text_problem(value)):
+                errors = (errors or []) + [RowError(row, name, problem, _cut(value))]
         consent = None
         if self._has_consent:
             consent, consent_errors = self._consent(row, fields)

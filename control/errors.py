@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from control import campaign_status as cs
+from control.content_pool import ContentCheckTimeout
 from mta import http_errors
 from mta.http_errors import (  # noqa: F401 - re-exported: control's errors in one place
     BadRequest,
@@ -129,6 +130,9 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
     mapped = _campaign_rule(exc)
     if mapped is not None:
         return mapped[0], mapped[1], {}
+    if isinstance(exc, ContentCheckTimeout):
+        details = {"time_limit_s": exc.time_limit}
+        return 422, error_json("content_too_complex", str(exc), details), {}
     if isinstance(exc, asyncpg.UniqueViolationError):
         field = UNIQUE_FIELDS.get(exc.constraint_name or "", "")
         message = f"{field} is already in use" if field else "the record already exists"

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from control.errors import ValidationFailed
+from mta.header_text import header_text_problem
 
 MISSING: Any = object()
 INT32_MAX = 2**31 - 1
@@ -24,6 +25,8 @@ INT64_MAX = 2**63 - 1
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "text": {"type": "string"},
+    # one line of text that ends up in a header field we compose (a subject, a display name)
+    "header": {"type": "string"},
     "email": {"type": "string", "format": "email"},
     "integer": {"type": "integer"},
     "id": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
@@ -102,11 +105,15 @@ class Field:
                 return None
             raise ValueError("must not be null")
         kind = self.type
-        if kind in ("string", "text", "email", "time"):
+        if kind in ("string", "text", "email", "time", "header"):
             if not isinstance(value, str):
                 raise ValueError("must be a string")
             if "\x00" in value:
                 raise ValueError("must not contain NUL characters")
+            # Header material refuses what could break or hide in a header line, at save:
+            # mta/header_text.py is the one rule (issue 10.8, 11.5, 12.12).
+            if kind in ("header", "email") and (problem := header_text_problem(value)):
+                raise ValueError(problem)
             if kind == "email":
                 value = value.strip().lower()
                 if not _EMAIL.match(value) or len(value) > 254:

@@ -48,6 +48,7 @@ class PrincipalCache:
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._changed = asyncio.Event()  # set and replaced at each invalidation
 
     @property
     def listening(self) -> bool:
@@ -88,6 +89,13 @@ class PrincipalCache:
     def invalidate(self) -> None:
         self._generation += 1
         self._entries.clear()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def changed(self) -> None:
+        """Returns at the next invalidation (a session, user or key changed somewhere): what
+        long-lived connections wait on to check their credential again (issue 12.6)."""
+        await self._changed.wait()
 
     # --- the LISTENing connection -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -22,7 +23,9 @@ from control.errors import ControlError
 from control.responses import dumps
 
 CLOSE_UNAUTHORIZED = 4401
-RECHECK_SECONDS = 30.0  # a revoked session (logout, reuse, deactivation) is cut off this fast
+# The credential is checked again at every principal change (logout, revocation, a user or key
+# changed: heard through the principal cache within a second or so) and at least this often.
+RECHECK_SECONDS = 5.0
 CLOSE_FORBIDDEN = 4403
 PERMISSION = "campaigns:read"
 AUTH_SUBPROTOCOL = "sendmill.auth-message"
@@ -51,25 +54,36 @@ async def events_socket(websocket: WebSocket) -> None:
         await websocket.accept()
     async with services.hub.subscribe(principal.company_id) as queue:
         receiver = asyncio.create_task(_drain(websocket))
+        principals = services.auth.principals
+        change = asyncio.ensure_future(principals.changed())
+        getter = asyncio.ensure_future(queue.get())
+        checked = time.monotonic()
         try:
             # A client may leave at once (a browser page navigating away): not an error.
             await websocket.send_text(dumps({"event": "ready", "data": {}}).decode())
             while not receiver.done():
-                getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, receiver}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    {getter, receiver, change},
+                    timeout=RECHECK_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                # Checked however busy the event stream is: a steady flow of events must not
+                # keep a revoked session's socket open.
+                if change in done or time.monotonic() - checked >= RECHECK_SECONDS:
+                    if change in done:
+                        change = asyncio.ensure_future(principals.changed())
+                    checked = time.monotonic()
+                    if not await _still_valid(services, credential):
+                        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
+                        break
                 if getter in done:
                     await websocket.send_text(dumps(getter.result()).decode())
-                    continue
-                getter.cancel()
-                if not done and not await _still_valid(services, credential):
-                    await websocket.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
-                    break
+                    getter = asyncio.ensure_future(queue.get())
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            receiver.cancel()
+            for task in (receiver, change, getter):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
 

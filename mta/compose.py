@@ -21,6 +21,7 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from typing import Any
 
+from mta.header_text import has_lone_surrogate, header_text_problem
 from mta.submission import valid_address
 
 # 7bit: every header and body part is plain ASCII on the wire (RFC 2047, RFC 2045).
@@ -31,7 +32,6 @@ _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 # RFC 2045 §5.1: type "/" subtype, both tokens.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _CONTENT_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
-_LINE_BREAKS = ("\r", "\n", "\0")
 
 # Headers the composer writes itself, or that only a later hop may add: a client setting them
 # could forge the envelope view, break the MIME structure or smuggle recipients.
@@ -206,8 +206,9 @@ def _expect(value: Any, kind: type | tuple[type, ...], path: str, wanted: str) -
 
 
 def _no_line_breaks(value: str, path: str) -> None:
-    if any(c in value for c in _LINE_BREAKS):
-        raise ComposeError(path, "must not contain line breaks (CR, LF) or NUL")
+    problem = header_text_problem(value)
+    if problem:
+        raise ComposeError(path, problem)
 
 
 def _or_empty(value: Any) -> Any:
@@ -218,6 +219,8 @@ def _optional_str(value: Any, path: str) -> str | None:
     if value is None:
         return None
     _expect(value, str, path, "a string")
+    if has_lone_surrogate(value):
+        raise ComposeError(path, "must not contain lone surrogates (it is not valid Unicode)")
     return value
 
 

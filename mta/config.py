@@ -89,6 +89,9 @@ class HttpConfig:
     max_body_size: int = 36 * 1024 * 1024
     # How often the queue-by-state gauge on /metrics is sampled (one GROUP BY over the queue).
     metrics_sample_interval: float = 5.0
+    # /metrics (HTTP API and tracker) answers loopback clients only; with a token, whoever
+    # sends "Authorization: Bearer <token>" instead (behind a local reverse proxy, set one)
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,10 @@ class ControlConfig:
     max_import_size: int = 512 * 1024 * 1024
     # SpamAssassin's spamd ("host:port") for content spam scores; absent: built-in rules.
     spamd: str | None = None
+    # content checks (HTML parse, MJML, spam rules) run in this many worker processes, each
+    # check stopped and refused past content_check_timeout (control/content_pool.py)
+    content_check_processes: int = 2
+    content_check_timeout: float = 10.0
     # campaign counters recomputed and performance_update events published this often; 0: off
     performance_interval: float = 15.0
 
@@ -312,7 +319,13 @@ _DURATION_KEYS = {
     "http": {"metrics_sample_interval"},
     "dns": {"timeout", "cache_ttl_max"},
     "tracker": {"flush_interval", "events_retention"},
-    "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout", "performance_interval"},
+    "control": {
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "login_lockout",
+        "performance_interval",
+        "content_check_timeout",
+    },
 }
 
 
@@ -478,6 +491,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("tracker.processes: must be at least 1")
     if config.control.processes < 1:
         raise ConfigError("control.processes: must be at least 1")
+    if config.control.content_check_processes < 1 or config.control.content_check_timeout <= 0:
+        raise ConfigError("control.content_check_processes/timeout: must be at least 1 / over 0")
     if config.control.performance_interval < 0:
         raise ConfigError("control.performance_interval: must be a duration, or 0 for off")
     if config.tracker.events_retention < 0:

@@ -213,6 +213,7 @@ class Daemon:
         log.info("sendmill is up", extra={"hostname": config.hostname})
 
     async def _start_intake(self) -> None:
+        from control.references import SubmissionReferences
         from mta.http_api import create_app
         from mta.smtp_server import SmtpListeners
         from tracker.server import submission_preparer
@@ -232,7 +233,8 @@ class Daemon:
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
         self.bounce = build_bounce_processor(config, db)
         accepts = getattr(self.bounce, "accepts", None)
-        prepare = submission_preparer(config, intake)  # tracking, decided once for both
+        # campaign and list ids checked against the company, then tracking: once for both
+        prepare = SubmissionReferences(intake, then=submission_preparer(config, intake))
         self.smtp = SmtpListeners(config, intake, credentials, policy, verp, accepts, prepare)
         await self.smtp.start()
         if self.bounce is not None:
@@ -246,6 +248,7 @@ class Daemon:
             ready=self._is_ready,
             prepare=prepare,
             mounts=self._bounce_routes(credentials),
+            metrics_token=config.http.metrics_token,
         )
         self.http_task = asyncio.create_task(self._serve_http(app))
         if config.control.listen:

@@ -41,6 +41,7 @@ from mta.http_errors import (
     UnsupportedMediaType,
     common_error,
 )
+from mta.metrics_endpoint import MetricsEndpoint
 from mta.submission import SubmissionError, SubmissionPolicy, normalise_line_endings
 from mta.submission_options import (
     OPTION_NAMES,
@@ -85,9 +86,16 @@ class ErrorBody:
     def closing(self) -> ErrorBody:
         return replace(self, headers={**(self.headers or {}), "Connection": "close"})
 
-    def response(self) -> JSONResponse:
+    def response(self) -> Response:
         content = {"error_code": self.error_code, "message": self.message, "details": self.details}
-        return JSONResponse(content, status_code=self.status, headers=self.headers)
+        # ASCII JSON: an error may echo client text (a field name), lone surrogates included,
+        # which UTF-8 cannot encode; \u escapes can.
+        return Response(
+            json.dumps(content, ensure_ascii=True, separators=(",", ":")),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=JSON_TYPE,
+        )
 
 
 def describe(exc: Exception) -> ErrorBody:
@@ -408,11 +416,6 @@ class Health:
         return JSONResponse({"status": "ready"})
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    body, content_type = metrics.render()
-    return Response(body, media_type=content_type)
-
-
 def create_app(
     *,
     db: asyncpg.Pool,
@@ -423,6 +426,7 @@ def create_app(
     ready: Ready | None = None,
     prepare: SubmissionHook | None = None,
     mounts: Sequence[BaseRoute] = (),
+    metrics_token: str | None = None,
 ) -> Starlette:
     """The HTTP API app. `ready` is the readiness check; without one, the database must answer.
     `prepare` is the submission hook (tracking), when the daemon has one; `mounts` are other
@@ -432,7 +436,7 @@ def create_app(
     routes = [
         Route("/api/v1/messages", messages.submit, methods=["POST"]),
         Route("/api/v1/messages/recipients/{id:int}", messages.recipient, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/metrics", MetricsEndpoint(metrics_token).get, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         *mounts,

@@ -4,10 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+# Credentials as they appear in log lines: query parameters (`/api/ws?access_token=...`, which
+# uvicorn logs for every WebSocket), Authorization values, and our key formats. Each pattern is
+# a literal then one character class: linear on any line.
+_SECRETS = re.compile(
+    r"(?i)((?:access_token|refresh_token|token|api_key|key|password|secret)=)[^&\s\"']+"
+    r"|(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"
+    r"|\b(smr?_)[A-Za-z0-9_-]{8,}"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every credential replaced by `[redacted]` (issue 12.10)."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "[redacted]", text)
+
+
+class Redactor(logging.Filter):
+    """Rewrites each record's message without credentials, whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,6 +63,7 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(Redactor())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

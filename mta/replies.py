@@ -39,6 +39,7 @@ S550_TRUSTED_NEEDS_SENDER = (
     "sending domain"
 )
 S550_FROM_NOT_OWNED = "550 5.7.1 Sender domain {domain} is not a sending domain of this account"
+S550_FROM_AMBIGUOUS = "550 5.7.1 From or Sender is ambiguous: {reason}"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server (limit {limit} bytes)"
 S554_BAD_HEADERS = "554 5.6.0 Message rejected: {reason}"
 S554_BAD_OPTION = "554 5.6.0 Bad X-Sendmill option: {reason}"

@@ -17,6 +17,7 @@ import asyncpg
 from mta import replies, tenants
 from mta.credentials import Credential
 from mta.dns import to_ascii
+from mta.originator import AmbiguousOriginator, Originator, read_originator
 from mta.queue import Submission
 
 MAX_LINE = 998  # RFC 5322 §2.1.1: at most 998 characters per line, excluding CRLF
@@ -51,6 +52,14 @@ class FromDomainNotOwned(SubmissionError):
             f"sender domain {domain} is not a sending domain of this account",
             smtp_reply=replies.S550_FROM_NOT_OWNED.format(domain=domain),
         )
+
+
+class AmbiguousFrom(SubmissionError):
+    http_status = 403
+    error_code = "sender_ambiguous"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, smtp_reply=replies.S550_FROM_AMBIGUOUS.format(reason=reason))
 
 
 class MessageTooLarge(SubmissionError):
@@ -95,39 +104,54 @@ def address_domain(address: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ParsedHeaders:
-    from_address: str
+    originator: Originator
     message_id: str | None
     has_date: bool
 
+    @property
+    def from_address(self) -> str:
+        return self.originator.author
+
 
 def parse_headers(body: bytes) -> ParsedHeaders:
-    """Check the header section and find From, Message-ID and Date. Raises BadMessage."""
+    """Check the header section and find From, Sender, Message-ID and Date. Raises BadMessage,
+    or AmbiguousFrom when From or Sender cannot be read one way only."""
     end = body.find(b"\r\n\r\n")
     head = body if end < 0 else body[: end + 2]
-    from_values: list[str] = []
+    fields: dict[bytes, list[str]] = {b"from": [], b"sender": []}
+    current: list[str] | None = None  # the value list of the field being unfolded
     message_id = None
     has_date = False
     for line in head.split(b"\r\n"):
         if len(line) > MAX_LINE:
             raise BadMessage(f"a header line is longer than {MAX_LINE} characters")
-        if not line or line[:1] in (b" ", b"\t"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            # RFC 5322 §2.2.3: a folded line belongs to the field above it; readers unfold.
+            if current is not None:
+                current[-1] += line.decode("utf-8", "surrogateescape")
             continue
         name, colon, value = line.partition(b":")
         if not colon or not name or b" " in name.strip(b" ") or name != name.rstrip():
             raise BadMessage("malformed header line (expected 'Name: value')")
         lname = name.strip().lower()
-        if lname == b"from":
-            from_values.append(value.decode("utf-8", "replace").strip())
+        current = fields.get(lname)
+        if current is not None:
+            current.append(value.decode("utf-8", "surrogateescape"))
         elif lname == b"message-id":
             message_id = value.decode("ascii", "replace").strip()
         elif lname == b"date":
             has_date = True
-    if len(from_values) != 1:
+    if not fields[b"from"]:
         raise BadMessage("exactly one From header is required (RFC 5322 §3.6)")
-    addresses = email.utils.getaddresses(from_values)
-    if not addresses or not valid_address(addresses[0][1]):
+    try:
+        originator = read_originator(fields[b"from"], fields[b"sender"])
+    except AmbiguousOriginator as exc:
+        raise AmbiguousFrom(str(exc)) from None
+    if not all(valid_address(a) for a in originator.from_addresses):
         raise BadMessage("the From header has no valid address")
-    return ParsedHeaders(addresses[0][1], message_id, has_date)
+    return ParsedHeaders(originator, message_id, has_date)
 
 
 def normalise_line_endings(body: bytes) -> bytes:
@@ -147,16 +171,19 @@ class SubmissionPolicy:
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
-        self._owned: dict[tuple[int, str], tuple[float, bool]] = {}
+        self._domains: dict[int, tuple[float, frozenset[str]]] = {}
 
-    async def owns(self, company_id: int, domain: str) -> bool:
-        key = (company_id, domain.lower())
-        hit = self._owned.get(key)
+    async def sending_domains(self, company_id: int) -> frozenset[str]:
+        """The company's sending domains, remembered for 30 s."""
+        hit = self._domains.get(company_id)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        owned = await tenants.company_owns_domain(self._db, company_id, domain)
-        self._owned[key] = (time.monotonic() + 30, owned)
-        return owned
+        domains = await tenants.sending_domains_of(self._db, company_id)
+        self._domains[company_id] = (time.monotonic() + 30, domains)
+        return domains
+
+    async def owns(self, company_id: int, domain: str) -> bool:
+        return domain.lower() in await self.sending_domains(company_id)
 
     async def check_sender(self, credential: Credential, mail_from: str) -> None:
         """MAIL FROM: a non-null envelope sender must be on one of the account's domains."""
@@ -206,8 +233,12 @@ class SubmissionPolicy:
         body = normalise_line_endings(body)
         headers = parse_headers(body)
         from_domain = address_domain(headers.from_address)
-        if not await self.owns(credential.company_id, from_domain):
-            raise FromDomainNotOwned(from_domain)
+        owned = await self.sending_domains(credential.company_id)
+        # Every domain a reader could take for the author's: each From mailbox, Sender, and
+        # addresses shown in their display names (mta/originator.py).
+        foreign = headers.originator.domains - owned
+        if foreign:
+            raise FromDomainNotOwned(min(foreign))
         await self.check_sender(credential, mail_from)
         added = b""
         message_id = headers.message_id

@@ -29,7 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mta import metrics as mta_metrics
+from mta.metrics_endpoint import MetricsEndpoint
 from tracker.events import EventWriter
 from tracker.hits import Headers, Hits
 from tracker.machine import MachineRules
@@ -204,11 +204,6 @@ class TrackerApp:
         await self.pages(scope, receive, send)
 
 
-async def _metrics(request: Request) -> Response:
-    body, content_type = mta_metrics.render()
-    return Response(body, media_type=content_type)
-
-
 async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok\n")
 
@@ -221,6 +216,7 @@ def create_app(
     writer: EventWriter,
     rules: MachineRules | None = None,
     trust_forwarded: bool = False,
+    metrics_token: str | None = None,
 ) -> TrackerApp:
     """The tracker app. `writer` must be started by the caller (and stopped on shutdown)."""
     hits = Hits(codec, writer, rules or MachineRules.load(), trust_forwarded)
@@ -230,7 +226,7 @@ def create_app(
         Route("/u/{token}", pages.unsubscribe, methods=["POST"]),
         Route("/p/{token}", pages.preferences, methods=["GET", "POST"]),
         Route("/v/{token}", pages.view, methods=["GET"]),
-        Route("/metrics", _metrics, methods=["GET"]),
+        Route("/metrics", MetricsEndpoint(metrics_token).get, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     return TrackerApp(hits, Starlette(routes=routes, exception_handlers={PageError: page_error}))

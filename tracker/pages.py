@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import email
 import html
+import re
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from starlette.requests import Request
@@ -160,6 +161,26 @@ _UNAVAILABLE = PageError(
 )
 
 
+_CROSS_SITE = PageError(
+    403,
+    "Open the link from the message",
+    "Preferences can only be changed from this page. Please open the link from the message.",
+)
+
+
+def _same_site_only(request: Request) -> None:
+    """A preferences form posted from another site is refused (issue 12.14): the link in the
+    message is a capability, and a third-party page holding a forwarded one must not use it.
+    Browsers say where a POST comes from (Sec-Fetch-Site, Origin); a client that says nothing
+    is not a browser that a page could have driven."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise _CROSS_SITE
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise _CROSS_SITE
+
+
 class Pages:
     """Unsubscribe, preferences and view in browser: rare, so plain Starlette."""
 
@@ -286,6 +307,7 @@ class Pages:
         try:
             choices = await self._choices(token, address)
             if request.method == "POST":
+                _same_site_only(request)
                 fields = await self._fields(request)
                 action = (fields.get("action") or [""])[0]
                 if action == "leave-all":
@@ -392,7 +414,7 @@ class Pages:
             raise _INVALID
         content = part.get_content()
         if part.get_content_type() == "text/html":
-            page = recipient.html(content, pixel=False)
+            page = without_refresh(recipient.html(content, pixel=False))
         else:
             text = html.escape(recipient.placeholders(content))
             page = f'<pre style="white-space:pre-wrap">{text}</pre>'
@@ -400,12 +422,30 @@ class Pages:
             page,
             headers={
                 "Cache-Control": "no-store",
-                # the message's own HTML: no scripts, no forms, images and styles only
+                # The tenant's own HTML on our origin (issue 12.7): images and styles only; no
+                # scripts, forms, <base> or plugins; sandboxed into an opaque origin, so even
+                # what a browser let through could not read or act on the tracker's origin.
                 "Content-Security-Policy": "default-src 'none'; img-src https: http: data:; "
-                "style-src 'unsafe-inline'; frame-ancestors 'none'",
+                "style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'; "
+                "frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox",
                 "Referrer-Policy": "no-referrer",
             },
         )
+
+
+# [^<>]: linear on hostile markup (a failed match stops at the next "<").
+_META_TAG = re.compile(r"<meta\b[^<>]*>", re.IGNORECASE)
+
+
+def without_refresh(page: str) -> str:
+    """The page without `<meta http-equiv=refresh>`, which no CSP stops: it would make the
+    tracker's origin redirect wherever a tenant's HTML says."""
+
+    def keep(match: re.Match[str]) -> str:
+        tag = match.group(0).lower()
+        return "" if "http-equiv" in tag and "refresh" in tag else match.group(0)
+
+    return _META_TAG.sub(keep, page)
 
 
 async def page_error(request: Request, exc: Exception) -> Response:

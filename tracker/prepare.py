@@ -61,7 +61,9 @@ _MARKER_PREFIX = MARKER.lower().encode() + b":"
 SETTINGS_TTL = 30.0
 NOTRACK_ATTRIBUTE = "data-sendmill-notrack"
 _OPTION_KEYS = frozenset({"opens", "clicks", "utm"})
-_A_TAG = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+# [^<>]: a tag ends before the next "<", so a failed match never rescans the rest of the
+# document: linear, where [^>]* was quadratic on "<a " * n (issue 12, High 2).
+_A_TAG = re.compile(r"<a\b[^<>]*>", re.IGNORECASE)
 _HREF = re.compile(
     r"""((?<![\w-])href\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE
 )

@@ -68,6 +68,7 @@ class TrackerServer:
             writer=self.writer,
             rules=MachineRules.load(t.machine_rules),
             trust_forwarded=t.trust_forwarded_for,
+            metrics_token=config.http.metrics_token,
         )
         self.http = ReuseportServer(self.app, "tracker-http", _http_protocol(self.app))
 

@@ -117,3 +117,15 @@ LIMIT $3;
 -- name: lift-company-suppression
 -- Removes the suppression of address $2 for company $1; returns it when there was one.
 DELETE FROM suppressions WHERE company_id = $1 AND address = lower($2) RETURNING address;
+
+-- name: webhook-first-seen
+-- Remembers keys $2 (text[]) of provider $1 and returns those not seen before; forgets keys
+-- older than $3 seconds on the way. Run in the transaction that records the events, so a
+-- failed recording leaves the provider's retry welcome.
+WITH forgotten AS (
+    DELETE FROM webhook_seen WHERE seen_at < now() - make_interval(secs => $3)
+)
+INSERT INTO webhook_seen (provider, key)
+SELECT $1, k FROM unnest($2::text[]) AS k
+ON CONFLICT DO NOTHING
+RETURNING key;

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.auth import new_totp_secret, totp_uri, verify_totp
+from control.auth import new_totp_secret, totp_step, totp_uri, verify_password
 from control.errors import BadRequest, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.routing import Api, Call, record
@@ -39,6 +39,13 @@ TOKENS = Schema(
 )
 REFRESH = Schema("Refresh", (Field("refresh_token", required=True, max_length=200),))
 CODE = Schema("TotpCode", (Field("code", required=True, max_length=10),))
+SETUP = Schema(
+    "TotpSetup",
+    (
+        Field("password", required=True, max_length=1024),
+        Field("code", nullable=True, max_length=10, description="required when TOTP is on"),
+    ),
+)
 ME = Schema(
     "Me",
     (
@@ -150,12 +157,31 @@ def _user_only(call: Call) -> int:
     return p.user_id
 
 
-@api.add("POST", "/api/auth/totp/setup", "Start TOTP set-up: a new secret", "auth")
+async def _check_second_factor_change(call: Call, user: Any, body: dict[str, Any]) -> None:
+    """Changing a second factor needs the password, and a current code when one is enabled:
+    a stolen session alone must not replace or remove it (issue 12.3)."""
+    auth = call.services.auth
+    if not await verify_password(user["password_hash"], body["password"], auth.hasher):
+        raise ValidationFailed({"password": "wrong password"})
+    if user["totp_enabled"]:
+        step = totp_step(user["totp_secret"], body.get("code") or "")
+        if step is None or not await call.db.fetchval(SQL["use-totp-step"], user["id"], step):
+            raise ValidationFailed({"code": "a current code of the enabled second factor"})
+
+
+@api.add(
+    "POST",
+    "/api/auth/totp/setup",
+    "Start TOTP set-up: a new secret (needs the password, and a current code when TOTP is on)",
+    "auth",
+    body=SETUP,
+)
 async def totp_setup(call: Call) -> dict[str, Any]:
     user_id = _user_only(call)
-    user = await call.db.fetchrow(SQL["user-by-id"], user_id)
+    user = await call.db.fetchrow(SQL["user-totp"], user_id)
+    await _check_second_factor_change(call, user, call.body or {})
     secret = new_totp_secret()
-    await call.db.execute(SQL["set-totp-secret"], user_id, secret)
+    await call.db.execute(SQL["set-totp-pending"], user_id, secret)
     call.audit("user.totp_setup", "user", user_id, None, None)
     return {"secret": secret, "otpauth_uri": totp_uri(secret, user["email"])}
 
@@ -163,15 +189,19 @@ async def totp_setup(call: Call) -> dict[str, Any]:
 @api.add(
     "POST",
     "/api/auth/totp/confirm",
-    "Confirm TOTP set-up with a code",
+    "Confirm TOTP set-up with a code; the user's other sessions end",
     "auth",
     body=CODE,
+    changes_principals=True,
 )
 async def totp_confirm(call: Call) -> dict[str, Any]:
     user_id = _user_only(call)
-    user = await call.db.fetchrow(SQL["user-by-id"], user_id)
-    if not verify_totp(user["totp_secret"], (call.body or {})["code"]):
+    user = await call.db.fetchrow(SQL["user-totp"], user_id)
+    step = totp_step(user["totp_pending_secret"], (call.body or {})["code"])
+    if step is None or not await call.db.fetchval(SQL["adopt-totp-pending"], user_id, step):
         raise ValidationFailed({"code": "wrong code (or no set-up started)"})
-    await call.db.execute(SQL["enable-totp"], user_id)
+    # Sessions opened before (perhaps by whoever the new factor is meant to keep out) end.
+    session = call.principal.session_id if call.principal else None
+    await call.db.execute(SQL["revoke-other-sessions"], user_id, session, "totp_changed")
     call.audit("user.totp_enable", "user", user_id, None, {"totp_enabled": True})
     return {"totp_enabled": True}

@@ -61,7 +61,7 @@ SCHEMA = Schema(
         ro("id", "id"),
         Field("campaign_name", required=True, min_length=1, max_length=200),
         Field("campaign_code", min_length=1, max_length=50, pattern=CODE_PATTERN),
-        Field("subject_line", required=True, min_length=1, max_length=200),
+        Field("subject_line", "header", required=True, min_length=1, max_length=200),
         Field("preheader_text", nullable=True, max_length=100),
         Field("campaign_type", required=True, enum=CAMPAIGN_TYPES),
         Field("email_template_id", "id", required=True),

@@ -36,8 +36,8 @@ SCHEMA = Schema(
     (
         ro("id", "id"),
         Field("email", "email", required=True),
-        Field("first_name", nullable=True, max_length=100),
-        Field("last_name", nullable=True, max_length=100),
+        Field("first_name", "header", nullable=True, max_length=100),
+        Field("last_name", "header", nullable=True, max_length=100),
         Field("attributes", "object", default=dict),
         Field("consent_source", enum=CONSENT_SOURCES, default="api"),
         Field("consent_at", "datetime", nullable=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.auth import check_password_strength, hash_password
-from control.errors import Conflict, NotFound
+from control.errors import Conflict, NotFound, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.permissions import ROLES, Action, permission
 from control.routing import Api, Call, Page
@@ -104,6 +104,9 @@ async def get_user(call: Call) -> dict[str, Any]:
 )
 async def create_user(call: Call) -> dict[str, Any]:
     data = dict(call.body or {})
+    if not data["email"].isascii():
+        # logins compare ASCII addresses only (control.auth.login_address)
+        raise ValidationFailed({"email": "a login address must be ASCII"})
     password = data.pop("password")
     check_password_strength(password)
     row = await call.db.fetchrow(
@@ -139,6 +142,8 @@ async def update_user(call: Call) -> dict[str, Any]:
     if current is None:
         raise NotFound("user")
     data = dict(call.body or {})
+    if not data.get("email", "").isascii():
+        raise ValidationFailed({"email": "a login address must be ASCII"})
     password = data.pop("password", None)
     demoted = data.get("role", "admin") != "admin" or data.get("is_active") is False
     if demoted:

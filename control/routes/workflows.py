@@ -7,8 +7,9 @@ so a campaign used by an active workflow cannot be deleted (§6.3).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from control import references
 from control.errors import ValidationFailed
 from control.fields import INT64_MAX, Field, Schema, ro
 from control.resource import ResourceSpec, register
@@ -19,6 +20,12 @@ SQL = Queries("control")
 CODE = r"^[A-Za-z0-9_-]+$"
 WORKFLOW_TYPES = ("welcome", "nurture", "re_engagement", "abandoned_cart", "birthday", "custom")
 TIMINGS = ("immediate", "delayed", "scheduled", "recurring")
+# Steps that name a record, and which kind: checked against the company on every save.
+_STEP_REFERENCES: dict[str, Literal["campaign", "list"]] = {
+    "send_campaign": "campaign",
+    "add_to_list": "list",
+    "remove_from_list": "list",
+}
 STEP_TYPES = ("send_campaign", "wait", "condition", "add_to_list", "remove_from_list", "webhook")
 MAX_STEPS = 100
 
@@ -50,29 +57,35 @@ FILTERS = (
 
 def step_campaigns(steps: list[Any]) -> list[int]:
     """The campaign ids `steps` send, or 422 naming the first bad step."""
+    return _step_ids(steps)["campaign"]
+
+
+def _step_ids(steps: list[Any]) -> dict[Literal["campaign", "list"], list[int]]:
+    """The campaign and list ids `steps` name, or 422 naming the first bad step."""
     if len(steps) > MAX_STEPS:
         raise ValidationFailed({"workflow_steps": f"at most {MAX_STEPS} steps"})
-    ids: list[int] = []
+    ids: dict[Literal["campaign", "list"], list[int]] = {"campaign": [], "list": []}
     for i, step in enumerate(steps):
         where = f"workflow_steps[{i}]"
         if not isinstance(step, dict) or step.get("type") not in STEP_TYPES:
             raise ValidationFailed({where: f"must be an object with type one of {STEP_TYPES}"})
-        if step["type"] == "send_campaign":
-            cid = step.get("campaign_id")
-            if isinstance(cid, bool) or not isinstance(cid, int) or not 0 < cid <= INT64_MAX:
-                raise ValidationFailed({f"{where}.campaign_id": "must be a campaign id"})
-            ids.append(cid)
+        kind = _STEP_REFERENCES.get(step["type"])
+        if kind is not None:
+            value = step.get(f"{kind}_id")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
+                raise ValidationFailed({f"{where}.{kind}_id": f"must be a {kind} id"})
+            ids[kind].append(value)
     return ids
 
 
 async def check_steps(call: Call, data: dict[str, Any], current: Any = None) -> None:
+    """Every id a step names is a live record of the caller's company (issue 12.13)."""
     if "workflow_steps" not in data:
         return
-    ids = step_campaigns(data["workflow_steps"])
-    found = {r["id"] for r in await call.db.fetch(SQL["live-campaigns"], call.company_id, ids)}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise ValidationFailed({"workflow_steps": f"no such campaign(s): {missing}"})
+    for kind, ids in _step_ids(data["workflow_steps"]).items():
+        missing = await references.missing_ids(call.db, call.company_id, kind, ids)
+        if missing:
+            raise ValidationFailed({"workflow_steps": f"no such {kind}(s): {missing}"})
 
 
 async def sync_campaigns(call: Call, action: str, row: Any) -> None:

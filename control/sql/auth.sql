@@ -94,6 +94,33 @@ SELECT EXISTS (
       AND s.ip <<= $2::cidr AND s.created_at > now() - make_interval(secs => $3)
 );
 
+-- name: user-totp
+-- What a change of user $1's second factor is checked against.
+SELECT id, email, password_hash, totp_secret, totp_enabled, totp_pending_secret
+FROM users WHERE id = $1 AND NOT is_deleted;
+
+-- name: set-totp-pending
+-- Starts a TOTP set-up for user $1 with secret $2; the enabled factor, if any, stays in force.
+UPDATE users SET totp_pending_secret = $2, updated_at = now() WHERE id = $1;
+
+-- name: adopt-totp-pending
+-- The confirmed pending secret of user $1 becomes its factor; $2 is the step just used.
+UPDATE users SET totp_secret = totp_pending_secret, totp_pending_secret = NULL,
+    totp_enabled = true, totp_last_step = $2, updated_at = now()
+WHERE id = $1 AND totp_pending_secret IS NOT NULL
+RETURNING id;
+
+-- name: use-totp-step
+-- Spends time step $2 of user $1's factor: a row only when it is later than the last one used.
+UPDATE users SET totp_last_step = $2
+WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)
+RETURNING id;
+
+-- name: revoke-other-sessions
+-- Revokes every session of user $1 but session $2 (NULL: all of them), for reason $3.
+UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+WHERE user_id = $1 AND id IS DISTINCT FROM $2 AND revoked_at IS NULL;
+
 -- name: set-totp-secret
 -- Starts TOTP set-up for user $1: a new secret, not enforced until confirmed.
 UPDATE users SET totp_secret = $2, totp_enabled = false, updated_at = now() WHERE id = $1;

@@ -54,10 +54,6 @@ DELETE FROM workflow_campaigns WHERE workflow_id = $1;
 INSERT INTO workflow_campaigns (company_id, workflow_id, campaign_id)
 SELECT $1, $2, unnest($3::bigint[]) ON CONFLICT DO NOTHING;
 
--- name: live-campaigns
--- Which of campaigns $2 (bigint[]) exist, undeleted, in company $1.
-SELECT id FROM email_campaigns WHERE company_id = $1 AND id = ANY($2) AND NOT is_deleted;
-
 -- name: workflows-using-campaign
 -- Active workflows of company $2 whose steps send campaign $1.
 SELECT w.id, w.workflow_code FROM workflow_campaigns wc

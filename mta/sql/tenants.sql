@@ -20,9 +20,9 @@ INSERT INTO sending_domains (company_id, domain, pool) VALUES ($1, lower($2), $3
 ON CONFLICT (domain) DO UPDATE SET company_id = EXCLUDED.company_id, pool = EXCLUDED.pool
 RETURNING id;
 
--- name: company-owns-domain
--- Whether company $1 owns sending domain $2.
-SELECT EXISTS (SELECT 1 FROM sending_domains WHERE company_id = $1 AND domain = lower($2));
+-- name: company-sending-domains
+-- The sending domains company $1 may send from (lower-case, IDNA A-labels).
+SELECT domain FROM sending_domains WHERE company_id = $1;
 
 -- name: company-of-domain
 -- The company that owns sending domain $1, if any.

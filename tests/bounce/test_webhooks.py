@@ -111,6 +111,11 @@ def _sns(sns_host: dict, doc: dict, version: str = "1") -> dict:
     return doc
 
 
+def _now_iso(offset: float = 0) -> str:
+    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=offset)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _ses_bounce(message_id: str) -> dict:
     message = {
         "notificationType": "Bounce",
@@ -134,7 +139,7 @@ def _ses_bounce(message_id: str) -> dict:
         "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
         "Message": json.dumps(message),
-        "Timestamp": "2026-11-24T06:00:00.000Z",
+        "Timestamp": _now_iso(),
     }
 
 
@@ -175,7 +180,7 @@ async def test_an_sns_subscription_is_confirmed(hooked, sns_host):
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
         "Message": "You have chosen to subscribe to the topic.",
         "SubscribeURL": sns_host["base"] + "/confirm",
-        "Timestamp": "2026-11-24T06:00:00.000Z",
+        "Timestamp": _now_iso(),
     }
     assert (await client.post("/webhooks/ses", json=_sns(sns_host, doc))).status_code == 200
     assert sns_host["confirmed"] == 1
@@ -206,8 +211,8 @@ async def test_a_sendgrid_spam_report_suppresses_and_unsubscribes(hooked, sendgr
     assert await daemon.db.fetchval("SELECT source FROM unsubscriptions") == "complaint"
 
 
-def _mailgun(event: dict, key: str = MAILGUN_KEY) -> dict:
-    stamp, token = str(int(time.time())), "a" * 50
+def _mailgun(event: dict, key: str = MAILGUN_KEY, token: str = "a" * 50, stamp: str = "") -> dict:
+    stamp = stamp or str(int(time.time()))
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     return {
         "signature": {"timestamp": stamp, "token": token, "signature": signature},
@@ -287,3 +292,102 @@ def test_a_tenants_bounce_settings_ignore_what_they_do_not_understand():
     )
     assert policy == BouncePolicy(soft_bounce_window_days=3)
     assert BouncePolicy.from_settings(None) == BouncePolicy()
+
+
+# --- replay and substitution (issue 12.5) ---------------------------------------------------
+
+
+async def _count(daemon) -> int:
+    return await daemon.db.fetchval("SELECT count(*) FROM bounce_events")
+
+
+async def test_a_mailgun_signature_block_is_good_once_whatever_body_it_is_attached_to(hooked):
+    daemon, client, _, _ = hooked
+    genuine = {
+        "id": "ev-1",
+        "event": "failed",
+        "severity": "temporary",
+        "recipient": "alice@dest.test",
+        "delivery-status": {"message": "4.2.2 full"},
+    }
+    signed = _mailgun(genuine, token="t" * 50)
+    assert (await client.post("/webhooks/mailgun", json=signed)).json() == {"recorded": 1}
+    # The same signature block with another body: an unsubscribe of someone else.
+    forged = {
+        **signed,
+        "event-data": {"id": "ev-2", "event": "unsubscribed", "recipient": "victim@dest.test"},
+    }
+    response = await client.post("/webhooks/mailgun", json=forged)
+    assert response.status_code == 200 and response.json() == {"recorded": 0}
+    assert await _count(daemon) == 1
+    assert await daemon.db.fetchval("SELECT count(*) FROM unsubscriptions") == 0
+
+
+@pytest.mark.parametrize("stamp", ["nan", "NaN", "inf", "-inf", "1e999", "0", "x"])
+async def test_mailgun_timestamps_must_be_finite_and_fresh(hooked, stamp):
+    daemon, client, _, _ = hooked
+    event = {"event": "unsubscribed", "recipient": "alice@dest.test"}
+    response = await client.post("/webhooks/mailgun", json=_mailgun(event, stamp=stamp))
+    assert response.status_code == 403, response.text
+    assert await _count(daemon) == 0
+
+
+async def test_a_sendgrid_request_is_taken_once_and_each_event_id_once(hooked, sendgrid_key):
+    daemon, client, _, message_id = hooked
+
+    def signed(events: list) -> tuple[bytes, dict]:
+        body = json.dumps(events).encode()
+        stamp = str(int(time.time()))
+        signature = sendgrid_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return body, {
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            "Content-Type": "application/json",
+        }
+
+    event = {
+        "email": "alice@dest.test",
+        "event": "deferred",
+        "sg_event_id": "sg-1",
+        "response": "451 4.7.1 try later",
+        "smtp-id": message_id,
+    }
+    body, headers = signed([event])
+    assert (await client.post("/webhooks/sendgrid", content=body, headers=headers)).json() == {
+        "recorded": 1
+    }
+    replay = await client.post("/webhooks/sendgrid", content=body, headers=headers)
+    assert replay.json() == {"recorded": 0}
+    # A retry of the same event in a new (re-signed) request: still recorded once.
+    body, headers = signed([event, {**event, "sg_event_id": "sg-2"}])
+    assert (await client.post("/webhooks/sendgrid", content=body, headers=headers)).json() == {
+        "recorded": 1
+    }
+    assert await _count(daemon) == 2
+
+
+async def test_ses_notifications_must_be_fresh_and_count_once(hooked, sns_host):
+    daemon, client, _, message_id = hooked
+    doc = _sns(sns_host, _ses_bounce(message_id))
+    assert (await client.post("/webhooks/ses", json=doc)).json() == {"recorded": 1}
+    assert (await client.post("/webhooks/ses", json=doc)).json() == {"recorded": 0}
+    stale = _sns(
+        sns_host, {**_ses_bounce(message_id), "MessageId": "m-2", "Timestamp": _now_iso(-2 * 86400)}
+    )
+    assert (await client.post("/webhooks/ses", json=stale)).status_code == 403
+    assert await _count(daemon) == 1
+
+
+async def test_a_postmark_retry_is_recorded_once(hooked):
+    _, client, _, _ = hooked
+    bounce = {
+        "RecordType": "Bounce",
+        "ID": 4323372036854775807,
+        "Type": "SoftBounce",
+        "Email": "alice@dest.test",
+        "Details": "452 4.2.2 mailbox full",
+    }
+    user, password = POSTMARK.split(":")
+    for expected in (1, 0):
+        response = await client.post("/webhooks/postmark", json=bounce, auth=(user, password))
+        assert response.json() == {"recorded": expected}

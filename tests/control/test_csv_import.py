@@ -222,6 +222,9 @@ HEADER = "email,first_name,last_name,consent_source,consent_at,consent_ip,double
         ("ann@example.com,A,B,,,,maybe", "double_opt_in", "yes/no"),
         ("ann@example.com," + "A" * 201 + ",B,,,,", "first_name", "longer than 200"),
         ("ann@example.com,A,B,,,,,extra", None, "8 values but the header has 7 columns"),
+        # names reach Subject and To through placeholders (issue 10.8)
+        ("ann@example.com,Ann\x0bBcc,B,,,,", "first_name", "control characters"),
+        ("ann@example.com,A,Lee\u2028X,,,,", "last_name", "line separators"),
     ],
 )
 def test_row_errors_name_the_row_field_and_reason(

@@ -33,8 +33,35 @@ HTML = """<html><body>
 </body></html>"""
 
 
+# The lists and campaign the submissions below name: ids are checked against the company.
+OWN_LISTS = (3, 4, 5, 9)
+OWN_CAMPAIGN = 77
+
+
 async def _api_key(daemon: Daemon) -> str:
     company = await tenants.ensure_company(daemon.db, "acme")
+    await daemon.db.execute(
+        "INSERT INTO email_lists (id, company_id, list_name, list_code, list_type, source_type)"
+        " SELECT i, $1, 'L' || i, 'L' || i, 'static', 'manual' FROM unnest($2::bigint[]) i"
+        " ON CONFLICT DO NOTHING",
+        company,
+        list(OWN_LISTS),
+    )
+    template = await daemon.db.fetchval(
+        "INSERT INTO email_templates (company_id, template_name, template_code, template_type,"
+        " category, html_content) VALUES ($1, 'T', 'T', 'newsletter', 'marketing', '<p>x</p>')"
+        " RETURNING id",
+        company,
+    )
+    await daemon.db.execute(
+        "INSERT INTO email_campaigns (id, company_id, campaign_name, campaign_code, subject_line,"
+        " campaign_type, email_template_id, target_list_id)"
+        " VALUES ($1, $2, 'C', 'C', 'S', 'promotional', $3, $4) ON CONFLICT DO NOTHING",
+        OWN_CAMPAIGN,
+        company,
+        template,
+        OWN_LISTS[0],
+    )
     return (await credentials.create_api_key(daemon.db, company)).secret
 
 
@@ -163,6 +190,10 @@ async def test_tracked_marketing_mail_round_trip(daemon_factory, dns_server, mx_
         response = await client.get(view)
         assert response.status_code == 200 and "See the sale" in response.text
         assert f"{base}/o/" not in response.text  # viewing online is not an open
+        # the tenant's HTML on our origin: no forms, no <base>, sandboxed (issue 12.7)
+        policy = response.headers["content-security-policy"]
+        assert "form-action 'none'" in policy and "base-uri 'none'" in policy
+        assert "sandbox" in policy and "allow-scripts" not in policy
 
         # --- one-click unsubscribe (RFC 8058): a bare POST, 200, effective at once ------
         response = await client.post(
@@ -303,6 +334,7 @@ async def test_smtp_submissions_ask_for_tracking_in_x_sendmill_fields(
     dns_server.add_mx("dest.test", [(10, "mx1.dest.test")])
     dns_server.add_a("mx1.dest.test", "127.0.0.2")
     daemon = await daemon_factory()
+    await _api_key(daemon)  # acme's lists
     company = await tenants.ensure_company(daemon.db, "acme")
     login = await credentials.create_smtp_login(daemon.db, company, "newsletter")
     raw = EmailMessage()

@@ -123,6 +123,22 @@ async def test_the_preference_page_names_the_lists_and_saving_changes_membership
             "Weekly news": False,
         }
         assert _boxes((await client.get(url)).text) == _boxes(saved.text)
+        # a third-party page posting the forwarded link is refused, and changes nothing
+        # (issue 12.14)
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null"},
+        ):
+            forged = await client.post(url, data={"action": "leave-all"}, headers=headers)
+            assert forged.status_code == 403, headers
+        same = {"Origin": url.rsplit("/p/", 1)[0], "Sec-Fetch-Site": "same-origin"}
+        assert (
+            await client.post(
+                url, data={"action": "save", "list": [str(updates), str(offers)]}, headers=same
+            )
+        ).status_code == 200
+        assert _boxes((await client.get(url)).text) == _boxes(saved.text)
         # what the control API shows, and what the mail path will do
         assert await _membership(control, admin, weekly) == "unsubscribed"
         assert await _membership(control, admin, offers) == "subscribed"
