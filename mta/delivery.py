@@ -39,6 +39,7 @@ log = logging.getLogger("sendmill.delivery")
 NOTIFY_CHANNEL = "sendmill_queue"
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
+REPLY_RENDER_FAILED = "554 5.6.0 Campaign message could not be personalised: {detail}"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
 
 
@@ -51,6 +52,17 @@ class MessagePreparer(Protocol):
 
     def prepare(self, message: StoredMessage, recipient: ClaimedRecipient) -> bytes:
         """The body this recipient gets (unsigned); never raises."""
+
+
+class MessageRenderer(Protocol):
+    """Campaign mail (messages with a `campaign_version_id`): each recipient's body rendered
+    from the campaign version and its contact, tracked, unsigned. The daemon passes one
+    (control's campaign renderer); mta never imports its implementation."""
+
+    async def render(
+        self, message: StoredMessage, recipients: Sequence[ClaimedRecipient]
+    ) -> dict[int, bytes | str]:
+        """Per recipient id: the body, or a reason (str) it cannot be rendered (it bounces)."""
 
 
 class BodyCache:
@@ -91,10 +103,12 @@ class DeliveryEngine:
         share: int = 1,
         listen_url: str | None = None,
         preparer: MessagePreparer | None = None,
+        renderer: MessageRenderer | None = None,
         observer: Callable[[Sequence[Outcome]], Awaitable[Iterable[str] | None]] | None = None,
     ) -> None:
         self._config = config
         self._preparer = preparer
+        self._renderer = renderer
         self._db = db
         self._resolver = resolver
         self._signers = signers
@@ -245,6 +259,7 @@ class DeliveryEngine:
                 live.append(c)
         live = await self._drop_suppressed(live)
         messages = await self._messages({c.message_id for c in live})
+        rendered = await self._render_campaigns(live, messages)
         by_domain: dict[str, list[Job]] = {}
         prepared = 0
         for c in live:
@@ -253,7 +268,14 @@ class DeliveryEngine:
                 self._record(c, RecipientState.BOUNCED, 550, "550 5.0.0 message body missing", None)
                 continue
             message, data = cached
-            if self._prepared_per_recipient(message):
+            if message.campaign_version_id is not None:
+                body = rendered.get(c.id, "no renderer for campaign mail")
+                if isinstance(body, str):
+                    reply = REPLY_RENDER_FAILED.format(detail=body)
+                    self._record(c, RecipientState.BOUNCED, 554, reply, None)
+                    continue
+                data = self._sign(message, body)
+            elif self._prepared_per_recipient(message):
                 assert self._preparer is not None
                 data = self._sign(message, self._preparer.prepare(message, c))
                 prepared += 1
@@ -265,6 +287,24 @@ class DeliveryEngine:
             task = asyncio.create_task(self._route(domain, jobs))
             self._routing.add(task)
             task.add_done_callback(self._routing.discard)
+
+    async def _render_campaigns(
+        self,
+        live: Sequence[ClaimedRecipient],
+        messages: dict[int, tuple[StoredMessage, bytes]],
+    ) -> dict[int, bytes | str]:
+        """Campaign recipients rendered per message (one call each: contacts in one query)."""
+        groups: dict[int, list[ClaimedRecipient]] = {}
+        for c in live:
+            cached = messages.get(c.message_id)
+            if cached is not None and cached[0].campaign_version_id is not None:
+                groups.setdefault(c.message_id, []).append(c)
+        if not groups or self._renderer is None:
+            return {}
+        out: dict[int, bytes | str] = {}
+        for message_id, recipients in groups.items():
+            out.update(await self._renderer.render(messages[message_id][0], recipients))
+        return out
 
     async def _drop_suppressed(self, claimed: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
         """Suppressed (and unsubscribed marketing) recipients are never contacted: checked again
@@ -301,6 +341,8 @@ class DeliveryEngine:
         return found
 
     def _prepared_per_recipient(self, message: StoredMessage) -> bool:
+        if message.campaign_version_id is not None:
+            return True  # rendered and signed per recipient
         return self._preparer is not None and self._preparer.needs_preparation(message)
 
     def _sign(self, message: StoredMessage, body: bytes) -> bytes:

@@ -87,6 +87,7 @@ class ClaimedRecipient:
     attempts: int
     expires_at: datetime
     created_at: datetime
+    contact_id: int | None = None  # campaign mail: the contact it is rendered for
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class StoredMessage:
     body: bytes
     smtputf8: bool
     eight_bit: bool
+    # campaign mail: rendered per recipient from this version (the body is empty)
+    campaign_version_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from control import campaign_runner, campaign_send, content_checks
 from control import campaign_status as cs
-from control import content_checks
+from control.audience import AudienceRules, audience_count, requires_consent
 from control.campaign_analytics import ANALYTICS, campaign_analytics
 from control.content_checks import EmailContent
 from control.errors import (
@@ -120,9 +121,14 @@ async def company_settings(call: Call) -> dict[str, Any]:
 
 
 async def audience_size(call: Call, target_list_id: int, suppression_list_id: int | None) -> int:
-    return await call.db.fetchval(
-        SQL["audience-size"], call.company_id, target_list_id, suppression_list_id
+    """The eligible audience (control/audience.py: every exclusion applied)."""
+    rules = AudienceRules(
+        call.company_id,
+        target_list_id,
+        suppression_list_id,
+        requires_consent(await company_settings(call)),
     )
+    return await audience_count(call.db, rules)
 
 
 def approval_of(row: Any) -> cs.Approval:
@@ -415,6 +421,12 @@ async def check_send_content(call: Call, campaign: Any) -> None:
     report = await content_checks.check_content(content, spamd=call.services.spamd)
     if not report.ok:
         raise ContentRejected(report)
+    try:
+        await campaign_send.check_sendable(campaign, template, sender)
+    except campaign_send.SendRefused as exc:
+        raise ValidationFailed(
+            {exc.field: exc.reason}, f"the campaign cannot be sent: {exc.field}: {exc.reason}"
+        ) from None
 
 
 @api.add(
@@ -433,6 +445,7 @@ async def send_campaign(call: Call) -> dict[str, Any]:
     now = datetime.now(UTC)
     if send_at is None:
         size = await _gate(call, current, cs.CampaignStatus.SENDING, now)
+        await start_sending(call, current)
         result = await _save(
             call,
             current,
@@ -440,6 +453,7 @@ async def send_campaign(call: Call) -> dict[str, Any]:
             campaign_status=cs.CampaignStatus.SENDING,
             sent_date=now,
             scheduled_send_date=None,
+            # the audience counted now; the number of queue rows once they are all written
             total_recipients=size,
         )
         call.emit("email_campaign.sent", result)
@@ -453,6 +467,14 @@ async def send_campaign(call: Call) -> dict[str, Any]:
         scheduled_send_date=send_at,
         total_recipients=size,
     )
+
+
+async def start_sending(call: Call, current: Any) -> None:
+    """Freeze the version the queue rows will point at (in this request's transaction) and
+    wake a campaign runner to enqueue it (control/campaign_runner.py)."""
+    consent = requires_consent(await company_settings(call))
+    await campaign_send.freeze(call.db, current["id"], call.company_id, consent)
+    await call.db.execute("SELECT pg_notify($1, '')", campaign_runner.CHANNEL)
 
 
 def _simple_move(action: str, target: cs.CampaignStatus, summary: str) -> None:

@@ -68,7 +68,7 @@ SET state = 'sending', lease_until = now() + make_interval(secs => $3), leased_b
 FROM due
 WHERE r.id = due.id
 RETURNING r.id, r.message_id, r.company_id, r.recipient, r.domain, r.priority, r.attempts,
-          r.expires_at, r.created_at;
+          r.expires_at, r.created_at, r.contact_id;
 
 -- name: retake-expired-leases
 -- Returns rows whose lease ran out (their node died or hung) to the queue, due now.
@@ -95,7 +95,8 @@ WHERE id = ANY ($2::bigint[]) AND state = 'sending' AND leased_by = $1;
 
 -- name: fetch-messages
 -- Bodies and envelope data of the messages $1 (ids), for delivery.
-SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight_bit
+SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight_bit,
+       campaign_version_id
 FROM messages
 WHERE id = ANY ($1::bigint[]);
 
