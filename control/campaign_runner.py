@@ -6,6 +6,8 @@ once: a due scheduled campaign is locked with FOR UPDATE SKIP LOCKED and moved t
 version frozen) in the same transaction; an enqueuing version likewise, per chunk. A daemon
 that was down catches up at start: what came due meanwhile is simply due. The send endpoint
 NOTIFYs `sendmill_campaigns`, so a send starts within milliseconds, not at the next poll.
+Every few seconds one process publishes `email_campaign.progress` for each campaign being
+sent (the WebSocket's clients of every daemon get it through NOTIFY).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 
 from control.audience import requires_consent
+from control.campaign_lifecycle import progress
 from control.campaign_send import enqueue_chunk, freeze
 from control.events import publish
 from mta.queries import Queries
@@ -24,6 +28,9 @@ from mta.queries import Queries
 log = logging.getLogger("sendmill.campaigns")
 SQL = Queries("control")
 CHANNEL = "sendmill_campaigns"
+PROGRESS_EVENT = "email_campaign.progress"
+PROGRESS_INTERVAL = 3.0  # seconds between progress events of a campaign being sent
+PROGRESS_LOCK = 0x53_4D_43_50  # "SMCP": one process of one daemon publishes each round
 MAX_CHUNKS_PER_ROUND = 1000  # bounds a round; the next round goes on where it stopped
 
 
@@ -54,6 +61,18 @@ async def finish_sent(db: asyncpg.Pool) -> int:
     return len(rows)
 
 
+async def publish_progress(db: asyncpg.Pool) -> int:
+    """An `email_campaign.progress` event per campaign being sent (one process does it)."""
+    async with db.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PROGRESS_LOCK):
+            return 0
+        campaigns = await conn.fetch(SQL["campaigns-in-flight"])
+        for campaign in campaigns:
+            data = await progress(conn, campaign)
+            await publish(conn, campaign["company_id"], PROGRESS_EVENT, data)
+    return len(campaigns)
+
+
 def _summary(row: asyncpg.Record) -> dict:
     return {
         "id": row["id"],
@@ -78,6 +97,7 @@ class CampaignRunner:
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         self._on_notify = lambda *_: self._wake.set()
+        self._next_progress = 0.0
 
     def start(self) -> None:
         if self._task is None:
@@ -101,6 +121,10 @@ class CampaignRunner:
             if not await enqueue_chunk(self._db, self._max_age):
                 break
         await finish_sent(self._db)
+        now = time.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + PROGRESS_INTERVAL
+            await publish_progress(self._db)
 
     async def _run(self) -> None:
         await self._listen()

@@ -37,6 +37,10 @@ from mta.verp import Verp
 log = logging.getLogger("sendmill.delivery")
 
 NOTIFY_CHANNEL = "sendmill_queue"
+# Campaign moves announced by the control API: "hold:<message id>", "cancel:<message id>",
+# "release:<message id>". Jobs of that message leased here and not started are taken back.
+WITHDRAW_CHANNEL = "sendmill_withdraw"
+_WITHDRAW_STATES = {"hold": RecipientState.HELD, "cancel": RecipientState.CANCELLED}
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
 REPLY_RENDER_FAILED = "554 5.6.0 Campaign message could not be personalised: {detail}"
@@ -134,6 +138,9 @@ class DeliveryEngine:
         self._observer = observer
         self._observing: set[asyncio.Task[None]] = set()
         self._slots = ConnectionSlots(db, node)
+        # Messages whose campaign is paused or cancelled: their jobs are not handed to sites.
+        self._withdrawn: dict[int, RecipientState] = {}
+        self._withdrawals: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -145,6 +152,7 @@ class DeliveryEngine:
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._slot_loop(), name="connection-slots"),
+            asyncio.create_task(self._withdraw_loop(), name="withdrawals"),
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -191,6 +199,7 @@ class DeliveryEngine:
             await self._listener.add_listener(
                 site_signals.CHANNEL, lambda _c, _p, _ch, domain: self.slow_down(domain)
             )
+            await self._listener.add_listener(WITHDRAW_CHANNEL, self._on_withdraw)
         except Exception:  # polling still works; notifications are an optimisation
             log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
             self._listener = None
@@ -396,8 +405,62 @@ class DeliveryEngine:
             )
             self._sites[destination.site] = site
         site.domains.add(domain)
+        withheld: dict[RecipientState, list[Job]] = {}
         for job in jobs:
-            site.push(job)
+            state = self._withdrawn.get(job.message.id)
+            if state is None:
+                site.push(job)
+            else:
+                withheld.setdefault(state, []).append(job)
+        for state, held in withheld.items():
+            try:
+                await self._hold(held, state)
+            except (OSError, asyncpg.PostgresError) as exc:  # their leases run out instead
+                log.warning("delivery: withholding %d jobs failed: %s", len(held), exc)
+
+    # --- campaign pause and cancel ------------------------------------------------------
+
+    def _on_withdraw(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        action, _, ident = payload.partition(":")
+        if ident.isdigit() and (action in _WITHDRAW_STATES or action == "release"):
+            self._withdrawals.put_nowait((action, int(ident)))
+
+    async def _withdraw_loop(self) -> None:
+        """Campaign moves in the order announced: jobs of a paused or cancelled campaign's
+        message leased here and not started are taken back from the sites (held, or final
+        as cancelled); a resume lets its jobs through again."""
+        while True:
+            action, message_id = await self._withdrawals.get()
+            try:
+                if action == "release":
+                    self._withdrawn.pop(message_id, None)
+                    await queue.release_message_held(self._db, message_id)
+                    self._wake.set()
+                    continue
+                state = _WITHDRAW_STATES[action]
+                self._withdrawn[message_id] = state
+                await self._hold(self._take_jobs(message_id), state)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "delivery: campaign %s of message %s failed: %s", action, message_id, exc
+                )
+
+    def _take_jobs(self, message_id: int) -> list[Job]:
+        taken: list[Job] = []
+        for site in self._sites.values():
+            keep: list[Job] = []
+            while site.queue:
+                job = site.queue.pop()
+                (taken if job.message.id == message_id else keep).append(job)
+            for job in keep:
+                site.queue.push(job.claim.company_id, job.claim.priority, job)
+        return taken
+
+    async def _hold(self, jobs: list[Job], state: RecipientState) -> None:
+        ids = [j.claim.id for j in jobs]
+        if ids:
+            await queue.withdraw(self._db, self.node, ids, state)
+            self._held.difference_update(ids)
 
     # --- outcomes -----------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 GET /api/email-campaigns/{id}/audience/   the eligible count, a sample, and how many each
                                           exclusion removed (control/audience.py)
+GET /api/email-campaigns/{id}/progress/   audience, enqueued, and the queue rows by state
+                                          (control/campaign_lifecycle.py)
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.audience import EXCLUSIONS, AudienceRules, audience, requires_consent
+from control.campaign_lifecycle import progress
 from control.errors import NotFound
 from control.fields import Field, Schema, ro
 from control.permissions import Action, permission
@@ -31,6 +34,33 @@ AUDIENCE = Schema(
         ),
         ro("sample", "array", description="the first contacts of the audience"),
         ro("consent_required", "boolean"),
+    ),
+)
+
+PROGRESS = Schema(
+    "CampaignProgress",
+    (
+        ro("id", "id"),
+        ro("campaign_status"),
+        ro("audience", "integer", description="recipients counted at send; the rows once written"),
+        ro("enqueued", "integer", description="queue rows written so far"),
+        ro("enqueue_done", "boolean"),
+        ro("pending", "integer", description="queued, deferred, sending or held"),
+        ro("finished", "integer", description="in a final state"),
+        *(
+            ro(name, "integer")
+            for name in (
+                "queued",
+                "deferred",
+                "sending",
+                "held",
+                "delivered",
+                "bounced",
+                "expired",
+                "suppressed",
+                "cancelled",
+            )
+        ),
     ),
 )
 
@@ -75,3 +105,15 @@ async def campaign_audience(call: Call) -> dict[str, Any]:
         "sample": sample,
         "consent_required": consent,
     }
+
+
+@api.add(
+    "GET",
+    "/api/email-campaigns/{id}/progress/",
+    "How far the send is: audience, enqueued, delivered, deferred, bounced... of the total",
+    "campaigns",
+    permission=permission("campaigns", Action.READ),
+    response=PROGRESS,
+)
+async def campaign_progress(call: Call) -> dict[str, Any]:
+    return await progress(call.db, await _campaign(call))

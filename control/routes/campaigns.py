@@ -14,10 +14,11 @@ CRUD comes from control/resource.py; this module adds the campaign rules around 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from control import campaign_runner, campaign_send, content_checks
+from control import campaign_lifecycle, campaign_runner, campaign_send, content_checks
 from control import campaign_status as cs
 from control.audience import AudienceRules, audience_count, requires_consent
 from control.campaign_analytics import ANALYTICS, campaign_analytics
@@ -477,10 +478,17 @@ async def start_sending(call: Call, current: Any) -> None:
     await call.db.execute("SELECT pg_notify($1, '')", campaign_runner.CHANNEL)
 
 
-def _simple_move(action: str, target: cs.CampaignStatus, summary: str) -> None:
+def _simple_move(
+    action: str,
+    target: cs.CampaignStatus,
+    summary: str,
+    on_queue: Callable[[Any, int, int], Awaitable[int]] | None = None,
+) -> None:
     async def handler(call: Call) -> dict[str, Any]:
         current = await _lock(call)
         cs.transition(current["campaign_status"], target)
+        if on_queue is not None:  # the campaign's queue rows follow (control/campaign_lifecycle)
+            await on_queue(call.db, current["id"], call.company_id)
         return await _save(call, current, action, campaign_status=target)
 
     handler.__name__ = f"{action}_campaign"
@@ -494,8 +502,15 @@ def _simple_move(action: str, target: cs.CampaignStatus, summary: str) -> None:
     )(handler)
 
 
-_simple_move("pause", cs.CampaignStatus.PAUSED, "Pause a scheduled or sending campaign")
-_simple_move("cancel", cs.CampaignStatus.CANCELLED, "Cancel a campaign (final)")
+_simple_move(
+    "pause",
+    cs.CampaignStatus.PAUSED,
+    "Pause a scheduled or sending campaign",
+    campaign_lifecycle.pause,
+)
+_simple_move(
+    "cancel", cs.CampaignStatus.CANCELLED, "Cancel a campaign (final)", campaign_lifecycle.cancel
+)
 _simple_move("unschedule", cs.CampaignStatus.DRAFT, "Take a scheduled campaign back to draft")
 
 
@@ -516,6 +531,11 @@ async def resume_campaign(call: Call) -> dict[str, Any]:
         await _gate(call, current, cs.CampaignStatus.SCHEDULED, when)
         return await _save(call, current, "resume", campaign_status=cs.CampaignStatus.SCHEDULED)
     await _gate(call, current, cs.CampaignStatus.SENDING, now)
+    if await campaign_lifecycle.is_frozen(call.db, current["id"], call.company_id):
+        await campaign_lifecycle.resume(call.db, current["id"], call.company_id)
+        await call.db.execute("SELECT pg_notify($1, '')", campaign_runner.CHANNEL)
+    else:  # paused before it was ever sent
+        await start_sending(call, current)
     result = await _save(
         call,
         current,

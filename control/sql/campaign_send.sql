@@ -124,3 +124,78 @@ WHERE c.campaign_status = 'sending' AND NOT c.is_deleted
                   WHERE v.campaign_id = c.id
                     AND r.state IN ('queued', 'deferred', 'sending', 'held'))
 RETURNING c.*;
+
+-- name: lock-campaign-versions
+-- Locks the versions of campaign $1 (company $2): waits for a chunk being enqueued to commit,
+-- so the statement that follows (in a new snapshot) sees its rows.
+SELECT id FROM campaign_versions WHERE campaign_id = $1 AND company_id = $2 ORDER BY id
+FOR UPDATE;
+
+-- name: campaign-has-version
+-- Whether campaign $1 (company $2) was already frozen for sending (paused mid-send).
+SELECT EXISTS (SELECT 1 FROM campaign_versions WHERE campaign_id = $1 AND company_id = $2);
+
+-- name: hold-campaign-recipients
+-- Pause: the campaign's recipients waiting in the queue are held (never claimed while held).
+-- Rows being delivered right now finish. Returns how many were held.
+WITH held AS (
+    UPDATE recipients r SET state = 'held', updated_at = now()
+    FROM campaign_versions v
+    WHERE v.campaign_id = $1 AND v.company_id = $2 AND r.message_id = v.message_id
+      AND r.state IN ('queued', 'deferred')
+    RETURNING 1
+)
+SELECT count(*) FROM held;
+
+-- name: release-campaign-recipients
+-- Resume: the campaign's held recipients are due now. Returns how many; wakes delivery.
+WITH released AS (
+    UPDATE recipients r SET state = 'queued', next_attempt_at = now(), updated_at = now()
+    FROM campaign_versions v
+    WHERE v.campaign_id = $1 AND v.company_id = $2 AND r.message_id = v.message_id
+      AND r.state = 'held'
+    RETURNING 1
+)
+SELECT count(*) FROM released, (SELECT pg_notify('sendmill_queue', '')) AS wake;
+
+-- name: cancel-campaign-recipients
+-- Cancel: the campaign's recipients not attempted yet become final ('cancelled', with a
+-- reply saying so) and its versions stop enqueueing. Returns how many were cancelled.
+WITH stopped AS (
+    UPDATE campaign_versions SET enqueued_at = coalesce(enqueued_at, now())
+    WHERE campaign_id = $1 AND company_id = $2
+    RETURNING message_id
+), cancelled AS (
+    UPDATE recipients r
+    SET state = 'cancelled', last_reply = 'campaign cancelled before this recipient was sent',
+        finished_at = now(), updated_at = now()
+    FROM stopped
+    WHERE r.message_id = stopped.message_id AND r.state IN ('queued', 'deferred', 'held')
+    RETURNING 1
+)
+SELECT count(*) FROM cancelled;
+
+-- name: campaign-progress
+-- Campaign $1 (company $2): its queue rows by state, and the versions' enqueue progress.
+SELECT coalesce(sum(v.enqueued), 0)::bigint AS enqueued,
+       bool_and(v.enqueued_at IS NOT NULL) AS enqueue_done,
+       (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb) FROM (
+            SELECT r.state::text AS state, count(*) AS n
+            FROM campaign_versions w JOIN recipients r ON r.message_id = w.message_id
+            WHERE w.campaign_id = $1 AND w.company_id = $2
+            GROUP BY r.state) s) AS states
+FROM campaign_versions v
+WHERE v.campaign_id = $1 AND v.company_id = $2;
+
+-- name: campaigns-in-flight
+-- Campaigns being sent (any company), for the progress events.
+SELECT id, company_id, campaign_code, campaign_name, campaign_status, total_recipients
+FROM email_campaigns
+WHERE campaign_status = 'sending' AND NOT is_deleted;
+
+-- name: announce-campaign-move
+-- Tells every delivery node (on commit) that campaign $1 (company $2) was paused ($3 'hold'),
+-- cancelled ('cancel') or resumed ('release'): jobs of its messages leased and not started
+-- are taken back (mta/delivery.py, channel sendmill_withdraw).
+SELECT count(pg_notify('sendmill_withdraw', $3 || ':' || message_id))
+FROM campaign_versions WHERE campaign_id = $1 AND company_id = $2;

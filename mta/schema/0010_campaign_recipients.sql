@@ -15,3 +15,7 @@ ALTER TABLE recipients ADD COLUMN contact_id bigint;
 -- resuming or cancelling it, read only these (rows leave the index as they finish).
 CREATE INDEX recipients_message_pending ON recipients (message_id)
     WHERE state IN ('queued', 'deferred', 'sending', 'held');
+
+-- A recipient whose campaign was cancelled before it was attempted: final, never sent, and
+-- counted apart from bounces (a cancel is the sender's decision, not the receiver's).
+ALTER TYPE recipient_state ADD VALUE 'cancelled';

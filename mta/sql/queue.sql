@@ -249,3 +249,20 @@ WHERE state = ANY ($4::recipient_state[])
   AND ($1::text IS NULL OR domain = $1)
   AND ($2::bigint IS NULL OR company_id = $2)
   AND ($3::bigint[] IS NULL OR id = ANY ($3));
+
+-- name: withdraw-leases
+-- Rows node $1 holds but has not attempted ($2 ids) whose campaign was paused or cancelled
+-- meanwhile: $3 'held' (paused) or 'cancelled' (final, with a reply saying so).
+UPDATE recipients
+SET state = $3::recipient_state, lease_until = NULL, leased_by = NULL, updated_at = now(),
+    finished_at = CASE WHEN $3 = 'cancelled' THEN now() END,
+    last_reply = CASE WHEN $3 = 'cancelled'
+                      THEN 'campaign cancelled before this recipient was sent'
+                      ELSE last_reply END
+WHERE id = ANY ($2::bigint[]) AND state = 'sending' AND leased_by = $1;
+
+-- name: release-message-held
+-- Held rows of message $1 are due again (its campaign resumed), in case this node held some
+-- after the resume itself ran.
+UPDATE recipients SET state = 'queued', next_attempt_at = now(), updated_at = now()
+WHERE message_id = $1 AND state = 'held';
