@@ -21,7 +21,7 @@ import asyncpg
 
 from control.audience import requires_consent
 from control.campaign_lifecycle import progress
-from control.campaign_send import enqueue_chunk, freeze
+from control.campaign_send import CHUNK, enqueue_chunk, freeze
 from control.events import publish
 from mta.queries import Queries
 
@@ -87,8 +87,14 @@ class CampaignRunner:
     """One process's share of the campaign work, every `interval` seconds or when woken."""
 
     def __init__(
-        self, db: asyncpg.Pool, max_age: float, interval: float = 1.0, listen_url: str | None = None
+        self,
+        db: asyncpg.Pool,
+        max_age: float,
+        interval: float = 1.0,
+        listen_url: str | None = None,
+        chunk: int = CHUNK,
     ) -> None:
+        self._chunk = chunk
         self._db = db
         self._max_age = max_age
         self._interval = interval
@@ -118,7 +124,7 @@ class CampaignRunner:
         await fire_due(self._db)
         # Each chunk is its own transaction; other work of this process runs in between.
         for _ in range(MAX_CHUNKS_PER_ROUND):
-            if not await enqueue_chunk(self._db, self._max_age):
+            if not await enqueue_chunk(self._db, self._max_age, self._chunk):
                 break
         await finish_sent(self._db)
         now = time.monotonic()

@@ -40,7 +40,9 @@ class ControlServer:
         self.app = create_app(db, config, server_secret(config), rates)
         self.http = ReuseportServer(self.app, "control-http")
         self.performance = PerformanceRollup(db, config.control.performance_interval)
-        self.campaigns = CampaignRunner(db, config.delivery.max_age)
+        self.campaigns = CampaignRunner(
+            db, config.delivery.max_age, chunk=config.control.enqueue_chunk
+        )
 
     async def start(self) -> None:
         assert self.config.control.listen is not None

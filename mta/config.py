@@ -229,6 +229,8 @@ class ControlConfig:
     spamd: str | None = None
     # campaign counters recomputed and performance_update events published this often; 0: off
     performance_interval: float = 15.0
+    # campaign sends: list members considered per enqueue transaction (control/campaign_send)
+    enqueue_chunk: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -476,6 +478,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("tracker.processes: must be at least 1")
     if config.control.processes < 1:
         raise ConfigError("control.processes: must be at least 1")
+    if config.control.enqueue_chunk < 1:
+        raise ConfigError("control.enqueue_chunk: must be at least 1")
     if config.control.performance_interval < 0:
         raise ConfigError("control.performance_interval: must be a duration, or 0 for off")
     if config.tracker.events_retention < 0:
