@@ -250,6 +250,7 @@ _BODIES = {
     "reject_campaign": {"reason": "no"},
     "add_members": {"contact_ids": [1]},
     "send_campaign": {},
+    "campaign_test_send": {"addresses": ["x@example.org"]},
 }
 
 
