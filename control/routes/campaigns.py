@@ -79,6 +79,7 @@ SCHEMA = Schema(
         ro("approved_at", "datetime", nullable=True),
         ro("scheduled_send_date", "datetime", nullable=True),
         ro("sent_date", "datetime", nullable=True),
+        ro("sending_rate_per_hour", "integer", nullable=True),
         *COUNTERS,
         ro("created_by_user_id", "id", nullable=True),
         ro("updated_by_user_id", "id", nullable=True),
@@ -104,6 +105,16 @@ SEND = Schema(
             nullable=True,
             default=None,
             description="absent or null: send now",
+        ),
+        Field(
+            "sending_rate_per_hour",
+            "integer",
+            nullable=True,
+            default=None,
+            minimum=1,
+            maximum=100_000_000,
+            description="messages per hour for this send (warming domains); null: no limit "
+            "of its own",
         ),
     ),
 )
@@ -443,6 +454,12 @@ async def check_send_content(call: Call, campaign: Any) -> None:
 async def send_campaign(call: Call) -> dict[str, Any]:
     current = await _lock(call)
     send_at = (call.body or {}).get("scheduled_send_date")
+    await call.db.execute(
+        SQL["set-campaign-sending-rate"],
+        current["id"],
+        call.company_id,
+        (call.body or {}).get("sending_rate_per_hour"),
+    )
     now = datetime.now(UTC)
     if send_at is None:
         size = await _gate(call, current, cs.CampaignStatus.SENDING, now)

@@ -100,3 +100,11 @@ LANGUAGE sql STABLE AS $$
     WHERE m.list_id = campaign_audience.list AND m.company_id = campaign_audience.company
       AND m.state = 'subscribed' AND NOT c.is_deleted
 $$;
+
+-- An optional sending rate per campaign (messages per hour), for domains still warming up:
+-- the enqueue spreads the rows' first attempts over time at this pace. NULL: as fast as the
+-- destinations' limits allow.
+ALTER TABLE email_campaigns
+    ADD COLUMN sending_rate_per_hour integer CHECK (sending_rate_per_hour > 0);
+ALTER TABLE campaign_versions
+    ADD COLUMN rate_per_hour integer CHECK (rate_per_hour > 0);

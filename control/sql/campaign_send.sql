@@ -11,7 +11,7 @@ WITH vid AS (
 ), src AS (
     SELECT c.id AS campaign_id, c.company_id, c.campaign_name, c.campaign_code, c.subject_line,
            c.preheader_text, c.target_list_id, c.suppression_list_id, c.segment_criteria,
-           t.html_content, t.text_content, t.css_styles,
+           t.html_content, t.text_content, t.css_styles, c.sending_rate_per_hour,
            s.from_name, lower(s.from_address) AS from_address, s.reply_to
     FROM email_campaigns c
     JOIN email_templates t ON t.id = c.email_template_id AND t.company_id = c.company_id
@@ -28,11 +28,12 @@ WITH vid AS (
 INSERT INTO campaign_versions
     (id, company_id, campaign_id, message_id, campaign_name, campaign_code, subject,
      preheader, from_name, from_address, reply_to, html, text_part, css, list_id,
-     suppression_list_id, segment_criteria, require_consent)
+     suppression_list_id, segment_criteria, require_consent, rate_per_hour)
 SELECT m.campaign_version_id, src.company_id, src.campaign_id, m.id, src.campaign_name,
        src.campaign_code, src.subject_line, src.preheader_text, src.from_name,
        src.from_address, src.reply_to, src.html_content, src.text_content, src.css_styles,
-       src.target_list_id, src.suppression_list_id, src.segment_criteria, $3
+       src.target_list_id, src.suppression_list_id, src.segment_criteria, $3,
+       src.sending_rate_per_hour
 FROM src, m
 RETURNING *;
 
@@ -53,7 +54,8 @@ FOR UPDATE OF v SKIP LOCKED;
 -- cursor) of version $1 that the audience rules keep, moves the cursor past every member
 -- considered and counts what was written, in one statement (one commit with the caller's
 -- lock). The version is finished when fewer than $2 members were left. Rows are bulk mail
--- (priority 1), due now, expiring after $3 seconds. When the version is finished the
+-- (priority 1), due now (with a sending rate: the n-th row of the version n/rate hours after
+-- it was frozen), expiring after $3 seconds. When the version is finished the
 -- campaign's total_recipients becomes the number of rows written (until then it shows the
 -- audience counted at send).
 -- Notifies sendmill_queue so idle delivery nodes wake at once.
@@ -68,11 +70,15 @@ WITH v AS (
     LIMIT $2
 ), written AS (
     INSERT INTO recipients (message_id, company_id, recipient, domain, priority, state,
-                            expires_at, contact_id)
+                            next_attempt_at, expires_at, contact_id)
     SELECT v.message_id, v.company_id, s.email, lower(split_part(s.email, '@', 2)), 1,
-           'queued', now() + make_interval(secs => $3), s.contact_id
-    FROM v, scanned s
-    WHERE s.excluded_by IS NULL
+           'queued',
+           CASE WHEN v.rate_per_hour IS NULL THEN now()
+                ELSE v.created_at + make_interval(
+                    secs => (v.enqueued + s.n - 1) * 3600.0 / v.rate_per_hour) END,
+           now() + make_interval(secs => $3), s.contact_id
+    FROM v, (SELECT *, row_number() OVER (ORDER BY contact_id) AS n
+             FROM scanned WHERE excluded_by IS NULL) s
     RETURNING 1
 ), moved AS (
     UPDATE campaign_versions cv
@@ -148,12 +154,21 @@ WITH held AS (
 SELECT count(*) FROM held;
 
 -- name: release-campaign-recipients
--- Resume: the campaign's held recipients are due now. Returns how many; wakes delivery.
-WITH released AS (
-    UPDATE recipients r SET state = 'queued', next_attempt_at = now(), updated_at = now()
+-- Resume: the campaign's held recipients are due now (with a sending rate: spread from now
+-- at that pace again). Returns how many; wakes delivery.
+WITH held AS (
+    SELECT r.id, v.rate_per_hour, row_number() OVER (PARTITION BY v.id ORDER BY r.id) AS n
     FROM campaign_versions v
-    WHERE v.campaign_id = $1 AND v.company_id = $2 AND r.message_id = v.message_id
-      AND r.state = 'held'
+    JOIN recipients r ON r.message_id = v.message_id AND r.state = 'held'
+    WHERE v.campaign_id = $1 AND v.company_id = $2
+), released AS (
+    UPDATE recipients r
+    SET state = 'queued', updated_at = now(),
+        next_attempt_at = CASE WHEN held.rate_per_hour IS NULL THEN now()
+                               ELSE now() + make_interval(
+                                   secs => (held.n - 1) * 3600.0 / held.rate_per_hour) END
+    FROM held
+    WHERE r.id = held.id AND r.state = 'held'
     RETURNING 1
 )
 SELECT count(*) FROM released, (SELECT pg_notify('sendmill_queue', '')) AS wake;
@@ -199,3 +214,7 @@ WHERE campaign_status = 'sending' AND NOT is_deleted;
 -- are taken back (mta/delivery.py, channel sendmill_withdraw).
 SELECT count(pg_notify('sendmill_withdraw', $3 || ':' || message_id))
 FROM campaign_versions WHERE campaign_id = $1 AND company_id = $2;
+
+-- name: set-campaign-sending-rate
+-- Campaign $1 (company $2) is sent at $3 messages per hour (NULL: no pace of its own).
+UPDATE email_campaigns SET sending_rate_per_hour = $3 WHERE id = $1 AND company_id = $2;

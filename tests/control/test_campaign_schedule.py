@@ -86,3 +86,35 @@ async def test_a_campaign_due_while_no_daemon_ran_fires_at_start(
         done = await s.wait_status(campaign["id"], "sent", timeout=30)
     assert done["total_recipients"] == 10
     assert sorted(r for m in mx.messages for r in m.rcpt_tos) == sorted(addresses)
+
+
+async def test_a_sending_rate_spreads_the_campaign_over_time(
+    daemon_factory, dns_server, mx_factory, mx_port
+):
+    mx = await mx_factory(host="127.0.0.2", port=mx_port)
+    _route(dns_server)
+    daemon = await daemon_factory(control=CHEAP_CONTROL)
+    addresses = [f"warm{i}@{DOMAIN}" for i in range(5)]
+    async with httpx.AsyncClient(base_url=f"http://{daemon.config.control.listen}") as client:
+        s = await campaign_setup(daemon, client)
+        await add_contacts(s.db, s.company_id, s.list_id, addresses)
+        campaign = await s.campaign()
+        started = time.monotonic()
+        sent = await s.api(
+            "POST",
+            f"/api/email-campaigns/{campaign['id']}/send/",
+            json={"sending_rate_per_hour": 7200},  # one every half second
+        )
+        assert sent["sending_rate_per_hour"] == 7200
+        await asyncio.sleep(0.6)
+        assert len(mx.messages) < 4, "the rate was not applied"
+        await s.wait_status(campaign["id"], "sent", timeout=90)
+        took = time.monotonic() - started
+    assert took >= 2.0
+    assert sorted(r for m in mx.messages for r in m.rcpt_tos) == sorted(addresses)
+    last = await s.db.fetchval(
+        "SELECT extract(epoch FROM max(a.at) - min(v.created_at)) FROM attempts a"
+        " JOIN recipients r ON r.id = a.recipient_id"
+        " JOIN campaign_versions v ON v.message_id = r.message_id"
+    )
+    assert last >= 2.0  # the fifth is due two seconds after the send, not before
