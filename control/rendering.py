@@ -96,6 +96,9 @@ class _CountedUndefined(ChainableUndefined):
             budget.missing += 1
         return ""
 
+    def __call__(self, *args: Any, **kwargs: Any) -> _CountedUndefined:
+        return self  # `{{ contact.nickname.title() }}` on a contact without one: empty too
+
 
 def _bounded_range(*args: int) -> range:
     r = range(*args)

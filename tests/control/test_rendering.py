@@ -67,6 +67,8 @@ def test_missing_variables_render_empty_and_are_counted() -> None:
     assert rendered.html == "<p>||</p>"
     assert rendered.missing == 3
     assert render("<p>{{ contact.first_name | default('friend') }}</p>", {}).missing == 0
+    called = render("<p>{{ contact.attributes.nickname.title() }}!</p>", {"email": "a@x.test"})
+    assert (called.html, called.missing) == ("<p>!</p>", 1)
 
 
 def test_html_is_escaped_and_header_text_has_no_line_breaks() -> None:
