@@ -44,6 +44,7 @@ _WITHDRAW_STATES = {"hold": RecipientState.HELD, "cancel": RecipientState.CANCEL
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
 REPLY_RENDER_FAILED = "554 5.6.0 Campaign message could not be personalised: {detail}"
+REPLY_NO_RENDERER = "451 4.3.5 This delivery node cannot render campaign mail; retrying later"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
 
 
@@ -278,12 +279,18 @@ class DeliveryEngine:
                 continue
             message, data = cached
             if message.campaign_version_id is not None:
-                body = rendered.get(c.id, "no renderer for campaign mail")
+                body = rendered.get(c.id)
+                if body is None:  # this engine was built without a renderer: another may have one
+                    self._record(c, RecipientState.DEFERRED, 451, REPLY_NO_RENDERER, None, 300.0)
+                    continue
                 if isinstance(body, str):
                     reply = REPLY_RENDER_FAILED.format(detail=body)
                     self._record(c, RecipientState.BOUNCED, 554, reply, None)
                     continue
                 data = self._sign(message, body)
+                prepared += 1
+                if prepared % 16 == 0:
+                    await asyncio.sleep(0)  # a ~1 ms signature each: let the loop breathe
             elif self._prepared_per_recipient(message):
                 assert self._preparer is not None
                 data = self._sign(message, self._preparer.prepare(message, c))
