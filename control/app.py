@@ -48,6 +48,7 @@ class Services:
     limiter: RateLimiter
     hub: EventHub
     spamd: SpamdClient | None = None
+    max_age: float = 5 * 86400.0  # delivery.max_age: how long test sends may wait in the queue
 
 
 def jwt_secret(config: Config, server_secret: bytes) -> bytes:
@@ -140,6 +141,7 @@ def create_app(
         spamd=SpamdClient(*parse_hostport(control.spamd, 783, "control.spamd"))
         if control.spamd
         else None,
+        max_age=config.delivery.max_age,
     )
     content_pool.configure(control.content_check_processes, control.content_check_timeout)
     endpoints = [e for api in ALL_APIS for e in api.endpoints]

@@ -34,3 +34,16 @@ CAMPAIGNS_ROLLED_UP = Counter(
     "sendmill_control_campaign_updates_total",
     "Campaigns whose performance counters changed in a rollup (one performance_update each)",
 )
+CAMPAIGN_RENDERS = Counter(
+    "sendmill_campaign_renders_total",
+    "Campaign messages rendered per recipient at delivery, by outcome (ok, failed)",
+    ["outcome"],
+)
+CAMPAIGN_MISSING_VARIABLES = Counter(
+    "sendmill_campaign_missing_variables_total",
+    "Template variables a recipient's contact lacked (rendered empty), summed over renders",
+)
+CAMPAIGN_ENQUEUED = Counter(
+    "sendmill_campaign_enqueued_total",
+    "Campaign recipients written to the mail queue",
+)

@@ -236,6 +236,8 @@ class ControlConfig:
     content_check_timeout: float = 10.0
     # campaign counters recomputed and performance_update events published this often; 0: off
     performance_interval: float = 15.0
+    # campaign sends: list members considered per enqueue transaction (control/campaign_send)
+    enqueue_chunk: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -493,6 +495,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("control.processes: must be at least 1")
     if config.control.content_check_processes < 1 or config.control.content_check_timeout <= 0:
         raise ConfigError("control.content_check_processes/timeout: must be at least 1 / over 0")
+    if config.control.enqueue_chunk < 1:
+        raise ConfigError("control.enqueue_chunk: must be at least 1")
     if config.control.performance_interval < 0:
         raise ConfigError("control.performance_interval: must be a duration, or 0 for off")
     if config.tracker.events_retention < 0:

@@ -118,6 +118,15 @@ def _tracker_mailto_decoder(config: Config) -> object | None:
     return decode
 
 
+def build_campaign_renderer(config: Config, db: asyncpg.Pool) -> object:
+    """Campaign mail is rendered per recipient by control's renderer, with the tracker's links:
+    the one place that brings the two into the delivery engine."""
+    from control.campaign_delivery import CampaignRenderer
+    from tracker.server import campaign_links
+
+    return CampaignRenderer(db, campaign_links(config))
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
 ) -> DeliveryEngine:
@@ -134,6 +143,7 @@ async def start_engine(
         share=share,
         listen_url=url,
         preparer=delivery_preparer(config),
+        renderer=build_campaign_renderer(config, db),
         observer=getattr(bounce, "observe_outcomes", None),
     )
     # Leases this node held before a crash are ours to take back now.

@@ -37,8 +37,14 @@ from mta.verp import Verp
 log = logging.getLogger("sendmill.delivery")
 
 NOTIFY_CHANNEL = "sendmill_queue"
+# Campaign moves announced by the control API: "hold:<message id>", "cancel:<message id>",
+# "release:<message id>". Jobs of that message leased here and not started are taken back.
+WITHDRAW_CHANNEL = "sendmill_withdraw"
+_WITHDRAW_STATES = {"hold": RecipientState.HELD, "cancel": RecipientState.CANCELLED}
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
+REPLY_RENDER_FAILED = "554 5.6.0 Campaign message could not be personalised: {detail}"
+REPLY_NO_RENDERER = "451 4.3.5 This delivery node cannot render campaign mail; retrying later"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
 
 
@@ -51,6 +57,17 @@ class MessagePreparer(Protocol):
 
     def prepare(self, message: StoredMessage, recipient: ClaimedRecipient) -> bytes:
         """The body this recipient gets (unsigned); never raises."""
+
+
+class MessageRenderer(Protocol):
+    """Campaign mail (messages with a `campaign_version_id`): each recipient's body rendered
+    from the campaign version and its contact, tracked, unsigned. The daemon passes one
+    (control's campaign renderer); mta never imports its implementation."""
+
+    async def render(
+        self, message: StoredMessage, recipients: Sequence[ClaimedRecipient]
+    ) -> dict[int, bytes | str]:
+        """Per recipient id: the body, or a reason (str) it cannot be rendered (it bounces)."""
 
 
 class BodyCache:
@@ -91,10 +108,12 @@ class DeliveryEngine:
         share: int = 1,
         listen_url: str | None = None,
         preparer: MessagePreparer | None = None,
+        renderer: MessageRenderer | None = None,
         observer: Callable[[Sequence[Outcome]], Awaitable[Iterable[str] | None]] | None = None,
     ) -> None:
         self._config = config
         self._preparer = preparer
+        self._renderer = renderer
         self._db = db
         self._resolver = resolver
         self._signers = signers
@@ -120,6 +139,9 @@ class DeliveryEngine:
         self._observer = observer
         self._observing: set[asyncio.Task[None]] = set()
         self._slots = ConnectionSlots(db, node)
+        # Messages whose campaign is paused or cancelled: their jobs are not handed to sites.
+        self._withdrawn: dict[int, RecipientState] = {}
+        self._withdrawals: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -131,6 +153,7 @@ class DeliveryEngine:
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._slot_loop(), name="connection-slots"),
+            asyncio.create_task(self._withdraw_loop(), name="withdrawals"),
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -177,6 +200,7 @@ class DeliveryEngine:
             await self._listener.add_listener(
                 site_signals.CHANNEL, lambda _c, _p, _ch, domain: self.slow_down(domain)
             )
+            await self._listener.add_listener(WITHDRAW_CHANNEL, self._on_withdraw)
         except Exception:  # polling still works; notifications are an optimisation
             log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
             self._listener = None
@@ -245,6 +269,7 @@ class DeliveryEngine:
                 live.append(c)
         live = await self._drop_suppressed(live)
         messages = await self._messages({c.message_id for c in live})
+        rendered = await self._render_campaigns(live, messages)
         by_domain: dict[str, list[Job]] = {}
         prepared = 0
         for c in live:
@@ -253,7 +278,20 @@ class DeliveryEngine:
                 self._record(c, RecipientState.BOUNCED, 550, "550 5.0.0 message body missing", None)
                 continue
             message, data = cached
-            if self._prepared_per_recipient(message):
+            if message.campaign_version_id is not None:
+                body = rendered.get(c.id)
+                if body is None:  # this engine was built without a renderer: another may have one
+                    self._record(c, RecipientState.DEFERRED, 451, REPLY_NO_RENDERER, None, 300.0)
+                    continue
+                if isinstance(body, str):
+                    reply = REPLY_RENDER_FAILED.format(detail=body)
+                    self._record(c, RecipientState.BOUNCED, 554, reply, None)
+                    continue
+                data = self._sign(message, body)
+                prepared += 1
+                if prepared % 16 == 0:
+                    await asyncio.sleep(0)  # a ~1 ms signature each: let the loop breathe
+            elif self._prepared_per_recipient(message):
                 assert self._preparer is not None
                 data = self._sign(message, self._preparer.prepare(message, c))
                 prepared += 1
@@ -265,6 +303,24 @@ class DeliveryEngine:
             task = asyncio.create_task(self._route(domain, jobs))
             self._routing.add(task)
             task.add_done_callback(self._routing.discard)
+
+    async def _render_campaigns(
+        self,
+        live: Sequence[ClaimedRecipient],
+        messages: dict[int, tuple[StoredMessage, bytes]],
+    ) -> dict[int, bytes | str]:
+        """Campaign recipients rendered per message (one call each: contacts in one query)."""
+        groups: dict[int, list[ClaimedRecipient]] = {}
+        for c in live:
+            cached = messages.get(c.message_id)
+            if cached is not None and cached[0].campaign_version_id is not None:
+                groups.setdefault(c.message_id, []).append(c)
+        if not groups or self._renderer is None:
+            return {}
+        out: dict[int, bytes | str] = {}
+        for message_id, recipients in groups.items():
+            out.update(await self._renderer.render(messages[message_id][0], recipients))
+        return out
 
     async def _drop_suppressed(self, claimed: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
         """Suppressed (and unsubscribed marketing) recipients are never contacted: checked again
@@ -301,6 +357,8 @@ class DeliveryEngine:
         return found
 
     def _prepared_per_recipient(self, message: StoredMessage) -> bool:
+        if message.campaign_version_id is not None:
+            return True  # rendered and signed per recipient
         return self._preparer is not None and self._preparer.needs_preparation(message)
 
     def _sign(self, message: StoredMessage, body: bytes) -> bytes:
@@ -354,8 +412,62 @@ class DeliveryEngine:
             )
             self._sites[destination.site] = site
         site.domains.add(domain)
+        withheld: dict[RecipientState, list[Job]] = {}
         for job in jobs:
-            site.push(job)
+            state = self._withdrawn.get(job.message.id)
+            if state is None:
+                site.push(job)
+            else:
+                withheld.setdefault(state, []).append(job)
+        for state, held in withheld.items():
+            try:
+                await self._hold(held, state)
+            except (OSError, asyncpg.PostgresError) as exc:  # their leases run out instead
+                log.warning("delivery: withholding %d jobs failed: %s", len(held), exc)
+
+    # --- campaign pause and cancel ------------------------------------------------------
+
+    def _on_withdraw(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        action, _, ident = payload.partition(":")
+        if ident.isdigit() and (action in _WITHDRAW_STATES or action == "release"):
+            self._withdrawals.put_nowait((action, int(ident)))
+
+    async def _withdraw_loop(self) -> None:
+        """Campaign moves in the order announced: jobs of a paused or cancelled campaign's
+        message leased here and not started are taken back from the sites (held, or final
+        as cancelled); a resume lets its jobs through again."""
+        while True:
+            action, message_id = await self._withdrawals.get()
+            try:
+                if action == "release":
+                    self._withdrawn.pop(message_id, None)
+                    await queue.release_message_held(self._db, message_id)
+                    self._wake.set()
+                    continue
+                state = _WITHDRAW_STATES[action]
+                self._withdrawn[message_id] = state
+                await self._hold(self._take_jobs(message_id), state)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "delivery: campaign %s of message %s failed: %s", action, message_id, exc
+                )
+
+    def _take_jobs(self, message_id: int) -> list[Job]:
+        taken: list[Job] = []
+        for site in self._sites.values():
+            keep: list[Job] = []
+            while site.queue:
+                job = site.queue.pop()
+                (taken if job.message.id == message_id else keep).append(job)
+            for job in keep:
+                site.queue.push(job.claim.company_id, job.claim.priority, job)
+        return taken
+
+    async def _hold(self, jobs: list[Job], state: RecipientState) -> None:
+        ids = [j.claim.id for j in jobs]
+        if ids:
+            await queue.withdraw(self._db, self.node, ids, state)
+            self._held.difference_update(ids)
 
     # --- outcomes -----------------------------------------------------------------------
 

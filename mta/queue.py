@@ -30,6 +30,7 @@ class RecipientState(enum.StrEnum):
     EXPIRED = "expired"
     SUPPRESSED = "suppressed"
     HELD = "held"
+    CANCELLED = "cancelled"  # its campaign was cancelled before it was attempted
 
     @property
     def is_final(self) -> bool:
@@ -42,6 +43,7 @@ FINAL_STATES = frozenset(
         RecipientState.BOUNCED,
         RecipientState.EXPIRED,
         RecipientState.SUPPRESSED,
+        RecipientState.CANCELLED,
     }
 )
 
@@ -87,6 +89,7 @@ class ClaimedRecipient:
     attempts: int
     expires_at: datetime
     created_at: datetime
+    contact_id: int | None = None  # campaign mail: the contact it is rendered for
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ class StoredMessage:
     body: bytes
     smtputf8: bool
     eight_bit: bool
+    # campaign mail: rendered per recipient from this version (the body is empty)
+    campaign_version_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,18 @@ async def release(
     """Give back leased rows that were not attempted, without counting an attempt."""
     if ids:
         await db.execute(SQL["release-leases"], node, list(ids), delay)
+
+
+async def withdraw(
+    db: asyncpg.Pool | asyncpg.Connection, node: str, ids: Sequence[int], state: RecipientState
+) -> None:
+    """Rows leased and not attempted whose campaign was paused (HELD) or cancelled."""
+    if ids:
+        await db.execute(SQL["withdraw-leases"], node, list(ids), str(state))
+
+
+async def release_message_held(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> None:
+    await db.execute(SQL["release-message-held"], message_id)
 
 
 async def renew_leases(db: asyncpg.Pool | asyncpg.Connection, node: str, lease: float) -> None:

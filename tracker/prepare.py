@@ -436,3 +436,41 @@ def _options(value: Any) -> dict[str, Any]:
     ):
         raise ComposeError("tracking.utm", "must be an object of utm_* names to strings")
     return dict(value)
+
+
+# --- campaign mail ---------------------------------------------------------------------------
+
+
+class CampaignLinks:
+    """The campaign renderer's links factory (control/campaign_delivery.py, wired by the
+    daemon): one recipient's `RecipientLinks`, decided from the tenant's tracking settings the
+    way `SubmissionPreparer.decide` decides for marketing mail (tracked unless they say not)."""
+
+    def __init__(self, codec: TokenCodec, links: Links) -> None:
+        self.codec = codec
+        self.links = links
+
+    def __call__(
+        self,
+        company_id: int,
+        campaign_id: int,
+        list_id: int,
+        recipient_id: int,
+        settings: Mapping[str, Any],
+    ) -> RecipientLinks:
+        def wanted(name: str) -> bool:
+            if settings.get("enabled") is False:
+                return False
+            value = settings.get(name)
+            return value if isinstance(value, bool) else True
+
+        tracking = Tracking(
+            company_id=company_id,
+            opens=wanted("opens"),
+            clicks=wanted("clicks"),
+            marketing=True,
+            per_recipient=settings.get("per_recipient") is not False,
+            campaign_id=campaign_id,
+            list_id=list_id,
+        )
+        return RecipientLinks(self.codec, self.links, tracking, recipient_id, int(time.time()))

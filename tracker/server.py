@@ -22,7 +22,7 @@ from mta.service_process import run_process
 from tracker.app import TrackerApp, create_app
 from tracker.events import EventWriter
 from tracker.machine import MachineRules
-from tracker.prepare import DeliveryPreparer, Links, SubmissionPreparer
+from tracker.prepare import CampaignLinks, DeliveryPreparer, Links, SubmissionPreparer
 from tracker.tokens import TokenCodec
 
 log = logging.getLogger("sendmill.tracker")
@@ -47,6 +47,11 @@ def build_links(config: Config) -> Links:
 def delivery_preparer(config: Config) -> DeliveryPreparer:
     """The delivery engine's per-recipient hook."""
     return DeliveryPreparer(build_codec(config), build_links(config))
+
+
+def campaign_links(config: Config) -> CampaignLinks:
+    """The campaign renderer's tracked links, under the same codec and base URL."""
+    return CampaignLinks(build_codec(config), build_links(config))
 
 
 def submission_preparer(config: Config, db: asyncpg.Pool) -> SubmissionPreparer:

@@ -14,11 +14,13 @@ CRUD comes from control/resource.py; this module adds the campaign rules around 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from control import campaign_lifecycle, campaign_runner, campaign_send, content_checks
 from control import campaign_status as cs
-from control import content_checks
+from control.audience import AudienceRules, audience_count, requires_consent
 from control.campaign_analytics import ANALYTICS, campaign_analytics
 from control.content_checks import EmailContent
 from control.errors import (
@@ -77,6 +79,7 @@ SCHEMA = Schema(
         ro("approved_at", "datetime", nullable=True),
         ro("scheduled_send_date", "datetime", nullable=True),
         ro("sent_date", "datetime", nullable=True),
+        ro("sending_rate_per_hour", "integer", nullable=True),
         *COUNTERS,
         ro("created_by_user_id", "id", nullable=True),
         ro("updated_by_user_id", "id", nullable=True),
@@ -103,6 +106,16 @@ SEND = Schema(
             default=None,
             description="absent or null: send now",
         ),
+        Field(
+            "sending_rate_per_hour",
+            "integer",
+            nullable=True,
+            default=None,
+            minimum=1,
+            maximum=100_000_000,
+            description="messages per hour for this send (warming domains); null: no limit "
+            "of its own",
+        ),
     ),
 )
 REJECT = Schema("RejectCampaign", (Field("reason", "text", required=True, max_length=2000),))
@@ -120,9 +133,14 @@ async def company_settings(call: Call) -> dict[str, Any]:
 
 
 async def audience_size(call: Call, target_list_id: int, suppression_list_id: int | None) -> int:
-    return await call.db.fetchval(
-        SQL["audience-size"], call.company_id, target_list_id, suppression_list_id
+    """The eligible audience (control/audience.py: every exclusion applied)."""
+    rules = AudienceRules(
+        call.company_id,
+        target_list_id,
+        suppression_list_id,
+        requires_consent(await company_settings(call)),
     )
+    return await audience_count(call.db, rules)
 
 
 def approval_of(row: Any) -> cs.Approval:
@@ -415,6 +433,12 @@ async def check_send_content(call: Call, campaign: Any) -> None:
     report = await content_checks.check_content(content, spamd=call.services.spamd)
     if not report.ok:
         raise ContentRejected(report)
+    try:
+        await campaign_send.check_sendable(campaign, template, sender)
+    except campaign_send.SendRefused as exc:
+        raise ValidationFailed(
+            {exc.field: exc.reason}, f"the campaign cannot be sent: {exc.field}: {exc.reason}"
+        ) from None
 
 
 @api.add(
@@ -430,9 +454,16 @@ async def check_send_content(call: Call, campaign: Any) -> None:
 async def send_campaign(call: Call) -> dict[str, Any]:
     current = await _lock(call)
     send_at = (call.body or {}).get("scheduled_send_date")
+    await call.db.execute(
+        SQL["set-campaign-sending-rate"],
+        current["id"],
+        call.company_id,
+        (call.body or {}).get("sending_rate_per_hour"),
+    )
     now = datetime.now(UTC)
     if send_at is None:
         size = await _gate(call, current, cs.CampaignStatus.SENDING, now)
+        await start_sending(call, current)
         result = await _save(
             call,
             current,
@@ -440,6 +471,7 @@ async def send_campaign(call: Call) -> dict[str, Any]:
             campaign_status=cs.CampaignStatus.SENDING,
             sent_date=now,
             scheduled_send_date=None,
+            # the audience counted now; the number of queue rows once they are all written
             total_recipients=size,
         )
         call.emit("email_campaign.sent", result)
@@ -455,10 +487,25 @@ async def send_campaign(call: Call) -> dict[str, Any]:
     )
 
 
-def _simple_move(action: str, target: cs.CampaignStatus, summary: str) -> None:
+async def start_sending(call: Call, current: Any) -> None:
+    """Freeze the version the queue rows will point at (in this request's transaction) and
+    wake a campaign runner to enqueue it (control/campaign_runner.py)."""
+    consent = requires_consent(await company_settings(call))
+    await campaign_send.freeze(call.db, current["id"], call.company_id, consent)
+    await call.db.execute("SELECT pg_notify($1, '')", campaign_runner.CHANNEL)
+
+
+def _simple_move(
+    action: str,
+    target: cs.CampaignStatus,
+    summary: str,
+    on_queue: Callable[[Any, int, int], Awaitable[int]] | None = None,
+) -> None:
     async def handler(call: Call) -> dict[str, Any]:
         current = await _lock(call)
         cs.transition(current["campaign_status"], target)
+        if on_queue is not None:  # the campaign's queue rows follow (control/campaign_lifecycle)
+            await on_queue(call.db, current["id"], call.company_id)
         return await _save(call, current, action, campaign_status=target)
 
     handler.__name__ = f"{action}_campaign"
@@ -472,8 +519,15 @@ def _simple_move(action: str, target: cs.CampaignStatus, summary: str) -> None:
     )(handler)
 
 
-_simple_move("pause", cs.CampaignStatus.PAUSED, "Pause a scheduled or sending campaign")
-_simple_move("cancel", cs.CampaignStatus.CANCELLED, "Cancel a campaign (final)")
+_simple_move(
+    "pause",
+    cs.CampaignStatus.PAUSED,
+    "Pause a scheduled or sending campaign",
+    campaign_lifecycle.pause,
+)
+_simple_move(
+    "cancel", cs.CampaignStatus.CANCELLED, "Cancel a campaign (final)", campaign_lifecycle.cancel
+)
 _simple_move("unschedule", cs.CampaignStatus.DRAFT, "Take a scheduled campaign back to draft")
 
 
@@ -494,6 +548,11 @@ async def resume_campaign(call: Call) -> dict[str, Any]:
         await _gate(call, current, cs.CampaignStatus.SCHEDULED, when)
         return await _save(call, current, "resume", campaign_status=cs.CampaignStatus.SCHEDULED)
     await _gate(call, current, cs.CampaignStatus.SENDING, now)
+    if await campaign_lifecycle.is_frozen(call.db, current["id"], call.company_id):
+        await campaign_lifecycle.resume(call.db, current["id"], call.company_id)
+        await call.db.execute("SELECT pg_notify($1, '')", campaign_runner.CHANNEL)
+    else:  # paused before it was ever sent
+        await start_sending(call, current)
     result = await _save(
         call,
         current,

@@ -3,6 +3,7 @@
 GET/PUT /api/settings/      the company's profile: campaign code prefix, actions that need
                             TOTP (mfa_required_for), and the shared settings document's
                             `approval` and `sending` sections (rules in campaign_status.py)
+                            and `consent` (confirmed opt-in required: control/audience.py)
 GET/POST /api/api-keys/     API keys (the key is shown once, at creation)
 DELETE /api/api-keys/{id}/  revoke a key
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from control import campaign_status as cs
-from control.errors import NotFound
+from control.errors import NotFound, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.permissions import ALL_PERMISSIONS, Action, permission
 from control.routing import Api, Call, Page
@@ -31,6 +32,12 @@ SETTINGS = Schema(
         Field("approval", "object", description="{required, audience_threshold}"),
         Field(
             "sending", "object", description="{timezone, window: {days, start, end}, daily_limit}"
+        ),
+        Field(
+            "consent",
+            "object",
+            description="{require_confirmed_opt_in}: true leaves contacts whose opt_in_state is "
+            "not confirmed out of every campaign (default false)",
         ),
     ),
 )
@@ -62,7 +69,16 @@ async def _settings(call: Call) -> dict[str, Any]:
     document = await call.db.fetchval(SQL["company-settings"], call.company_id) or {}
     profile["approval"] = document.get("approval", {})
     profile["sending"] = document.get("sending", {})
+    profile["consent"] = document.get("consent", {})
     return profile
+
+
+def _check_consent(consent: dict[str, Any]) -> None:
+    unknown = set(consent) - {"require_confirmed_opt_in"}
+    if unknown:
+        raise ValidationFailed({"consent": f"unknown key {sorted(unknown)[0]!r}"})
+    if not isinstance(consent.get("require_confirmed_opt_in", False), bool):
+        raise ValidationFailed({"consent.require_confirmed_opt_in": "must be true or false"})
 
 
 @api.add(
@@ -90,12 +106,16 @@ async def get_settings(call: Call) -> dict[str, Any]:
 async def update_settings(call: Call) -> dict[str, Any]:
     before = await _settings(call)
     data = dict(call.body or {})
-    sections: dict[str, Any] = {k: data.pop(k) for k in ("approval", "sending") if k in data}
+    sections: dict[str, Any] = {
+        k: data.pop(k) for k in ("approval", "sending", "consent") if k in data
+    }
     # Parsed by the rules that will read them, so a bad document is refused now (422).
     if "approval" in sections:
         cs.ApprovalPolicy.from_settings(sections)
     if "sending" in sections:
         cs.SendingPolicy.from_settings(sections)
+    if "consent" in sections:
+        _check_consent(sections["consent"])
     await call.db.execute(SQL["ensure-profile"], call.company_id)
     if data:
         await call.db.execute(SQL["update-profile"], call.company_id, data)

@@ -11,12 +11,14 @@ clearing it (null or blank) goes back to a generated one.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from control import content_checks
 from control.content_checks import EmailContent
 from control.errors import ContentRejected, InUse, ValidationFailed
 from control.fields import Field, Schema, ro
+from control.rendering import TemplateRefused, check_template
 from control.resource import ResourceSpec, register
 from control.routing import Api, Call
 from mta.queries import Queries
@@ -100,6 +102,12 @@ async def check_content(call: Call, data: dict[str, Any], current: Any = None) -
     report = await content_checks.check_content(content, spamd=call.services.spamd)
     if not report.ok:
         raise ContentRejected(report)
+    try:  # the renderer must be able to compile it (off the loop: large templates take ms)
+        await asyncio.to_thread(check_template, report.html, authored_text(data, current))
+    except TemplateRefused as exc:
+        raise ValidationFailed(
+            {exc.part: exc.reason}, f"the template cannot be rendered: {exc.part}: {exc.reason}"
+        ) from None
     if merged.get("mjml_source"):
         data["html_content"] = report.html
     data["text_content"] = report.text

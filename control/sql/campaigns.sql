@@ -77,21 +77,6 @@ SELECT
 SELECT EXISTS (SELECT 1 FROM email_campaigns
                WHERE company_id = $1 AND campaign_code = $2 AND NOT is_deleted);
 
--- name: audience-size
--- Recipients a campaign would reach: subscribed, live, not erased members of list $2 of
--- company $1, minus members of suppression list $3, the company's suppressions and the
--- addresses unsubscribed (mta's unsubscriptions) from this list or all lists.
-SELECT count(*) FROM list_members m
-JOIN contacts c ON c.id = m.contact_id
-WHERE m.list_id = $2 AND m.company_id = $1 AND m.state = 'subscribed'
-  AND NOT c.is_deleted AND c.email IS NOT NULL
-  AND ($3::bigint IS NULL OR NOT EXISTS (
-        SELECT 1 FROM list_members s WHERE s.list_id = $3 AND s.contact_id = c.id))
-  AND NOT EXISTS (SELECT 1 FROM suppressions x
-                  WHERE x.company_id = $1 AND x.address = c.email)
-  AND NOT EXISTS (SELECT 1 FROM unsubscriptions u
-                  WHERE u.company_id = $1 AND u.address = c.email AND u.list_id IN (0, $2));
-
 -- name: recipients-scheduled-on
 -- Recipients of company $1's campaigns scheduled or sent on the day starting at $2 (for the
 -- daily limit), excluding campaign $3.

@@ -68,7 +68,7 @@ SET state = 'sending', lease_until = now() + make_interval(secs => $3), leased_b
 FROM due
 WHERE r.id = due.id
 RETURNING r.id, r.message_id, r.company_id, r.recipient, r.domain, r.priority, r.attempts,
-          r.expires_at, r.created_at;
+          r.expires_at, r.created_at, r.contact_id;
 
 -- name: retake-expired-leases
 -- Returns rows whose lease ran out (their node died or hung) to the queue, due now.
@@ -95,7 +95,8 @@ WHERE id = ANY ($2::bigint[]) AND state = 'sending' AND leased_by = $1;
 
 -- name: fetch-messages
 -- Bodies and envelope data of the messages $1 (ids), for delivery.
-SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight_bit
+SELECT id, company_id, mail_from, from_domain, message_id, body, smtputf8, eight_bit,
+       campaign_version_id
 FROM messages
 WHERE id = ANY ($1::bigint[]);
 
@@ -248,3 +249,20 @@ WHERE state = ANY ($4::recipient_state[])
   AND ($1::text IS NULL OR domain = $1)
   AND ($2::bigint IS NULL OR company_id = $2)
   AND ($3::bigint[] IS NULL OR id = ANY ($3));
+
+-- name: withdraw-leases
+-- Rows node $1 holds but has not attempted ($2 ids) whose campaign was paused or cancelled
+-- meanwhile: $3 'held' (paused) or 'cancelled' (final, with a reply saying so).
+UPDATE recipients
+SET state = $3::recipient_state, lease_until = NULL, leased_by = NULL, updated_at = now(),
+    finished_at = CASE WHEN $3 = 'cancelled' THEN now() END,
+    last_reply = CASE WHEN $3 = 'cancelled'
+                      THEN 'campaign cancelled before this recipient was sent'
+                      ELSE last_reply END
+WHERE id = ANY ($2::bigint[]) AND state = 'sending' AND leased_by = $1;
+
+-- name: release-message-held
+-- Held rows of message $1 are due again (its campaign resumed), in case this node held some
+-- after the resume itself ran.
+UPDATE recipients SET state = 'queued', next_attempt_at = now(), updated_at = now()
+WHERE message_id = $1 AND state = 'held';

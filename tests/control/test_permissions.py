@@ -244,11 +244,13 @@ _PATH_KIND = {
     "users": "user",
     "api-keys": "api_key",
     "imports": "import",
+    "blocklist": "blocklist_entry",
 }
 _BODIES = {
     "reject_campaign": {"reason": "no"},
     "add_members": {"contact_ids": [1]},
     "send_campaign": {},
+    "campaign_test_send": {"addresses": ["x@example.org"]},
 }
 
 
@@ -271,6 +273,10 @@ async def test_another_companys_ids_answer_404_on_every_endpoint(control: Contro
         content=b"email\nnew@example.org\n",
     )
     ids["import"] = imported.json()["id"]
+    blocked = await control.client.post(
+        "/api/blocklist/", headers=owner.auth, json={"entry": "spam.example"}
+    )
+    ids["blocklist_entry"] = blocked.json()["id"]
     stranger = await control.user(await control.company(), "admin")
     endpoints = _item_endpoints()
     assert len(endpoints) >= 25
