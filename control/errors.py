@@ -129,6 +129,10 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
     mapped = _campaign_rule(exc)
     if mapped is not None:
         return mapped[0], mapped[1], {}
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        # a statement timeout: segment previews bound themselves (control/segments.py)
+        message = "the query took too long; narrow it down and try again"
+        return 503, error_json("query_timeout", message, {}), {"Retry-After": "5"}
     if isinstance(exc, asyncpg.UniqueViolationError):
         field = UNIQUE_FIELDS.get(exc.constraint_name or "", "")
         message = f"{field} is already in use" if field else "the record already exists"

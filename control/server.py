@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from control.app import create_app
+from control.engagement import EngagementRollup
 from control.performance import PerformanceRollup
 from control.ratelimit import SharedRateTable
 from mta import database
@@ -39,14 +40,18 @@ class ControlServer:
         self.app = create_app(db, config, server_secret(config), rates)
         self.http = ReuseportServer(self.app, "control-http")
         self.performance = PerformanceRollup(db, config.control.performance_interval)
+        # segments' engagement facts follow the events on the same period as the counters
+        self.engagement = EngagementRollup(db, config.control.performance_interval)
 
     async def start(self) -> None:
         assert self.config.control.listen is not None
         await self.http.start(self.config.control.listen, 8080, "control.listen")
         self.performance.start()
+        self.engagement.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.performance.stop()
+        await self.engagement.stop()
         await self.http.stop(grace)
         services = self.app.state.services
         await services.hub.stop()
