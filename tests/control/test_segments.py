@@ -5,6 +5,7 @@ validation of segment_criteria on list and campaign save."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -811,3 +812,72 @@ async def test_segment_criteria_are_validated_when_lists_and_campaigns_are_saved
     )
     assert r.status_code == 200, r.text
     assert r.json()["segment_criteria"] == {"list": ids["list"], "status": "subscribed"}
+
+
+async def test_erasing_a_contact_deletes_what_it_opened_and_clicked(
+    make_control: MakeControl,
+) -> None:
+    control = await make_control()
+    company = await control.company()
+    admin = await control.user(company, "admin")
+    r = await control.client.post(
+        "/api/contacts/", headers=admin.auth, json={"email": "gone@example.net"}
+    )
+    contact = r.json()["id"]
+    db = control.pool
+    message = await db.fetchval(
+        "INSERT INTO messages (company_id, mail_from, from_domain, body, size)"
+        " VALUES ($1, 'n@x.test', 'x.test', '', 0) RETURNING id",
+        company.id,
+    )
+    recipient = await db.fetchval(
+        "INSERT INTO recipients (message_id, company_id, recipient, domain, expires_at)"
+        " VALUES ($1, $2, 'Gone@example.net', 'example.net', now()) RETURNING id",
+        message,
+        company.id,
+    )
+    await db.execute(
+        "INSERT INTO tracking_events (kind, at, company_id, recipient_id, campaign_id)"
+        " VALUES ('open', now(), $1, $2, 5), ('click', now(), $1, $2, 5)",
+        company.id,
+        recipient,
+    )
+    await engagement.catch_up(db)
+    opened = {"criteria": {"engagement": "clicked"}}
+    r = await control.client.post("/api/segments/preview", headers=admin.auth, json=opened)
+    assert r.json()["count"] == 1
+    r = await control.client.post(f"/api/contacts/{contact}/erase/", headers=admin.auth)
+    assert r.status_code == 200, r.text
+    for table in ("contact_engagement", "contact_campaign_engagement"):
+        left = await db.fetchval(f"SELECT count(*) FROM {table} WHERE contact_id = $1", contact)
+        assert left == 0, table
+
+
+async def test_the_rollup_loop_folds_new_events_in_while_it_runs(pool: asyncpg.Pool) -> None:
+    world = World([Contact(email="loop@example.net")], [], [], [], [])
+    company = await insert_world(pool, world)
+    loop = engagement.EngagementRollup(pool, 0.05)
+    loop.start()
+    try:
+        message = await pool.fetchval("SELECT id FROM messages WHERE company_id = $1", company)
+        recipient = await pool.fetchval(
+            "INSERT INTO recipients (message_id, company_id, recipient, domain, expires_at)"
+            " VALUES ($1, $2, 'loop@example.net', 'example.net', now()) RETURNING id",
+            message,
+            company,
+        )
+        await pool.execute(
+            "INSERT INTO tracking_events (kind, at, company_id, recipient_id, campaign_id)"
+            " VALUES ('click', now(), $1, $2, 9)",
+            company,
+            recipient,
+        )
+        for _ in range(100):  # up to 5 s
+            if await matching(pool, company, {"engagement": "clicked", "campaign": 9}):
+                break
+            await asyncio.sleep(0.05)
+        assert await matching(pool, company, {"engagement": "clicked", "campaign": 9}) == {
+            world.contacts[0].id
+        }
+    finally:
+        await loop.stop()
