@@ -8,6 +8,7 @@ from control.routes import (
     contacts,
     imports,
     lists,
+    reports,
     segments,
     senders,
     settings,
@@ -29,5 +30,6 @@ ALL_APIS = (
     campaigns.api,
     workflows.api,
     analytics.api,
+    reports.api,
     audit.api,
 )
