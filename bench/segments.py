@@ -11,8 +11,9 @@ bounces and 5,000 complaints. Then folds the events into the contacts' engagemen
 
 Measures over real HTTP: 20 representative segment previews (`POST /api/segments/preview`:
 fields, attributes, lists, engagement, bounces, nested groups), each run 3 times, and the
-campaign report endpoint (`GET /api/email-campaigns/{id}/analytics/`) of 20 campaigns, 3
-times; prints p50/p95 of each and the slowest preview with its EXPLAIN ANALYZE.
+campaign report endpoints (`GET /api/email-campaigns/{id}/analytics/` and `.../report/`)
+of 20 campaigns, 3 times each; prints p50/p95 of each and the slowest preview with its
+EXPLAIN ANALYZE.
 
 Usage: .venv/bin/python bench/segments.py [--contacts 1000000] [--events 20000000]
 [--small] [--reuse]
@@ -349,17 +350,20 @@ async def measure(pool: asyncpg.Pool, company: str) -> tuple[float, float]:
             previews += times
             if max(times) > slowest[0]:
                 slowest = (max(times), label, criteria)
-        reports: list[float] = []
+        reports: dict[str, list[float]] = {"analytics/": [], "report/": []}
         for k in range(10, CAMPAIGNS + 1, CAMPAIGNS // 20):
-            for _ in range(REPEAT):
-                started = time.perf_counter()
-                r = await client.get(f"/api/email-campaigns/{k}/analytics/", headers=headers)
-                reports.append((time.perf_counter() - started) * 1000)
-                r.raise_for_status()
+            for endpoint, times in reports.items():
+                for _ in range(REPEAT):
+                    started = time.perf_counter()
+                    r = await client.get(f"/api/email-campaigns/{k}/{endpoint}", headers=headers)
+                    times.append((time.perf_counter() - started) * 1000)
+                    r.raise_for_status()
     server.should_exit = True
     await task
     preview = summary("segment preview", previews)
-    report = summary("campaign report (analytics)", reports)
+    for endpoint, times in reports.items():
+        summary(f"campaign {endpoint}", times)
+    report = summary("campaign reports (both)", [t for ts in reports.values() for t in ts])
     print(f"slowest preview: {slowest[1]} ({slowest[0]:.0f} ms); its plan:")
     from control import segments  # the module measured; imported late so generation runs alone
 
