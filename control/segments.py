@@ -40,6 +40,7 @@ MAX_CONDITIONS = 60  # leaves in all
 MAX_VALUES = 500  # items of an `in` list
 MAX_TEXT = 500  # characters of a value, attribute name or URL
 MAX_DAYS = 36_500
+CONTAINMENT_VALUES = 10  # `in` lists up to this long also try the GIN index, one probe each
 
 STRING, NUMBER, DATE, BOOLEAN = "string", "number", "date", "boolean"
 # Contact fields: name -> (SQL expression over `c`, type). The only column names that reach
@@ -458,7 +459,24 @@ def _attribute(node: Mapping[str, Any], b: _Builder) -> str:
         present = f"coalesce(jsonb_typeof(c.attributes -> {key}) <> 'null', false)"
         return present if op == "exists" else f"(NOT {present})"
     kind = attribute_type(node)
-    return _comparison(_ATTRIBUTE_AS[kind].format(k=key), kind, node, b)
+    test = _comparison(_ATTRIBUTE_AS[kind].format(k=key), kind, node, b)
+    guard = _containment(node, kind, b)
+    return test if guard is None else f"({guard} AND {test})"
+
+
+def _containment(node: Mapping[str, Any], kind: str, b: _Builder) -> str | None:
+    """For equals and short `in` lists, the same test as `attributes @> {"name": value}`,
+    which the GIN index on attributes answers (control/schema/0020) instead of reading every
+    contact; the typed comparison beside it keeps the meaning exact. None where it cannot
+    help (negations are wrapped around this by _comparison, dates are strings of any form)."""
+    op = node["op"]
+    if kind == DATE or op not in ("equals", "in"):
+        return None
+    values = node["value"] if op == "in" else [node["value"]]
+    if len(values) > CONTAINMENT_VALUES:
+        return None
+    tests = [f"c.attributes @> {b.param({node['attribute']: v}, 'jsonb')}" for v in values]
+    return "(" + " OR ".join(tests) + ")"
 
 
 def _comparison(expression: str, kind: str, node: Mapping[str, Any], b: _Builder) -> str:
