@@ -7,9 +7,11 @@ an argument, so relative dates are testable.
                                         -> SqlCondition(sql, params)
     with_condition(query, condition)    -> a named query with the condition put in
 
-`SqlCondition.sql` is a boolean expression over the row `c` of `contacts`; it refers to the
-caller's company as `$<company_param>` and to its own values as `$<first_param>`... in order,
-so any query over `contacts c` can AND it in (the campaign audience does). Attribute names,
+`SqlCondition.sql` is a boolean expression over the row `c` of `contacts` and `ce`, the
+contact's row of `contact_engagement` (FROM_CONTACTS below: the query must read contacts that
+way); it refers to the caller's company as `$<company_param>` and to its own values as
+`$<first_param>`... in order, so any query over FROM_CONTACTS can AND it in (the campaign
+audience does). Attribute names,
 values, ids and URLs only ever travel as parameters: the SQL text is made of the fixed
 fragments below, chosen by the criteria's operators, never of anything the criteria contain.
 
@@ -34,6 +36,14 @@ SQL = Queries("control")
 WORK_MEM = "SET LOCAL work_mem = '64MB'"
 STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '20s'"
 SEGMENT_MARKER = "/* segment */ true"
+# What a query must select from for the criteria to read. The join is on contact_engagement's
+# primary key: when criteria do not mention `ce`, PostgreSQL removes it from the plan. It
+# makes "opened in the last 30 days" and "never opened" a merge of two tables in id order
+# instead of a hash of a million ids built in every parallel worker (5.3 s measured).
+FROM_CONTACTS = (
+    "contacts c LEFT JOIN contact_engagement ce "
+    "ON ce.company_id = c.company_id AND ce.contact_id = c.id"
+)
 
 MAX_DEPTH = 6  # groups within groups
 MAX_CONDITIONS = 60  # leaves in all
@@ -565,18 +575,19 @@ def _engagement(node: Mapping[str, Any], b: _Builder) -> str:
         test = _link_clicked(node, b)
     else:
         column = f"last_{'' if node.get('raw') else 'human_'}{verb}_at"
-        since = (
-            f" AND g.{column} >= {b.cutoff(node['within_days'])}" if "within_days" in node else ""
-        )
-        if node.get("campaign") is not None:
+        alias = "g" if node.get("campaign") is not None else "ce"
+        happened = f"{alias}.{column} IS NOT NULL"
+        if "within_days" in node:
+            happened += f" AND {alias}.{column} >= {b.cutoff(node['within_days'])}"
+        if alias == "g":
             campaign = b.param(node["campaign"], "bigint")
-            source = (
-                f"contact_campaign_engagement g WHERE g.company_id = {b.company} "
-                f"AND g.campaign_id = {campaign}"
+            test = (
+                "c.id IN (SELECT g.contact_id FROM contact_campaign_engagement g "
+                f"WHERE g.company_id = {b.company} AND g.campaign_id = {campaign} "
+                f"AND {happened})"
             )
-        else:
-            source = f"contact_engagement g WHERE g.company_id = {b.company}"
-        test = f"c.id IN (SELECT g.contact_id FROM {source} AND g.{column} IS NOT NULL{since})"
+        else:  # the contact's own engagement row, joined in FROM_CONTACTS
+            test = f"coalesce({happened}, false)"
     return f"(NOT {test})" if negated else test
 
 

@@ -1,16 +1,22 @@
 -- Segment previews and the references segment criteria make (control/segments.py). The
 -- marker `/* segment */ true` is where segments.with_condition puts the compiled criteria
--- (placeholders from $2 on); as written, the queries match every contact.
+-- (placeholders from $2 on); as written, the queries match every contact. Criteria read the
+-- contact as `c` and its engagement over all campaigns as `ce` (segments.FROM_CONTACTS: a
+-- LEFT JOIN on its primary key, which PostgreSQL drops when the criteria do not use it).
 
 -- name: segment-count
 -- How many live (not deleted, not erased) contacts of company $1 the criteria match.
-SELECT count(*) FROM contacts c
+SELECT count(*)
+FROM contacts c
+LEFT JOIN contact_engagement ce ON ce.company_id = c.company_id AND ce.contact_id = c.id
 WHERE c.company_id = $1 AND NOT c.is_deleted AND c.email IS NOT NULL
   AND /* segment */ true;
 
 -- name: segment-sample
 -- The first 20 of them by id.
-SELECT c.* FROM contacts c
+SELECT c.*
+FROM contacts c
+LEFT JOIN contact_engagement ce ON ce.company_id = c.company_id AND ce.contact_id = c.id
 WHERE c.company_id = $1 AND NOT c.is_deleted AND c.email IS NOT NULL
   AND /* segment */ true
 ORDER BY c.id LIMIT 20;
