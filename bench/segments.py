@@ -360,6 +360,11 @@ async def measure(pool: asyncpg.Pool, company: str) -> tuple[float, float]:
                     r.raise_for_status()
     server.should_exit = True
     await task
+    # the app's listeners hold pool connections until stopped (control/server.py does this)
+    services = app.state.services
+    await services.hub.stop()
+    await services.auth.principals.stop()
+    await services.auth.key_usage.drain()
     preview = summary("segment preview", previews)
     for endpoint, times in reports.items():
         summary(f"campaign {endpoint}", times)
