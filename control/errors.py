@@ -133,6 +133,10 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
     if isinstance(exc, ContentCheckTimeout):
         details = {"time_limit_s": exc.time_limit}
         return 422, error_json("content_too_complex", str(exc), details), {}
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        # a statement timeout: segment previews bound themselves (control/segments.py)
+        message = "the query took too long; narrow it down and try again"
+        return 503, error_json("query_timeout", message, {}), {"Retry-After": "5"}
     if isinstance(exc, asyncpg.UniqueViolationError):
         field = UNIQUE_FIELDS.get(exc.constraint_name or "", "")
         message = f"{field} is already in use" if field else "the record already exists"

@@ -19,6 +19,7 @@ import asyncpg
 
 from control.app import create_app
 from control.campaign_runner import CampaignRunner
+from control.engagement import EngagementRollup
 from control.performance import PerformanceRollup
 from control.ratelimit import SharedRateTable
 from mta import database
@@ -43,16 +44,20 @@ class ControlServer:
         self.campaigns = CampaignRunner(
             db, config.delivery.max_age, chunk=config.control.enqueue_chunk
         )
+        # segments' engagement facts follow the events on the same period as the counters
+        self.engagement = EngagementRollup(db, config.control.performance_interval)
 
     async def start(self) -> None:
         assert self.config.control.listen is not None
         await self.http.start(self.config.control.listen, 8080, "control.listen")
         self.performance.start()
         self.campaigns.start()
+        self.engagement.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.performance.stop()
         await self.campaigns.stop()
+        await self.engagement.stop()
         await self.http.stop(grace)
         services = self.app.state.services
         await services.hub.stop()

@@ -378,3 +378,31 @@ async def recipient_counts(
     """(total, human total) per event kind for one recipient row."""
     rows = await db.fetch(SQL["recipient-counts"], company_id, recipient_id)
     return {r["kind"]: (r["total"], r["human_total"]) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounts:
+    url: str
+    link_index: int | None
+    counts: KindCounts
+
+
+async def campaign_links(
+    db: asyncpg.Pool | asyncpg.Connection, company_id: int, campaign_id: int
+) -> list[LinkCounts]:
+    """A campaign's clicks per link: raw and human-only, totals and unique recipients."""
+    rows = await db.fetch(SQL["campaign-links"], company_id, campaign_id)
+    return [
+        LinkCounts(
+            r["url"] or "",
+            r["link_index"],
+            KindCounts(
+                r["total"],
+                r["unique_recipients"],
+                r["human_total"],
+                r["human_unique_recipients"],
+                r["machine_total"],
+            ),
+        )
+        for r in rows
+    ]

@@ -34,6 +34,7 @@ from control.errors import (
 from control.fields import Field, Schema, ro
 from control.permissions import Action, permission
 from control.resource import ResourceSpec, register
+from control.routes.segments import check_criteria
 from control.routing import Api, Call
 from mta.queries import Queries
 from tracker.events import TIMELINE_BUCKETS
@@ -200,6 +201,7 @@ async def next_code(call: Call) -> str:
 
 async def before_create(call: Call, data: dict[str, Any]) -> None:
     await check_refs(call, data)
+    await check_criteria(call.db, call.company_id, data["segment_criteria"], "segment_criteria")
     code = data.get("campaign_code")
     if code is None:
         data["campaign_code"] = await next_code(call)
@@ -219,6 +221,8 @@ async def before_update(call: Call, data: dict[str, Any], current: Any) -> None:
         )
     merged = {**dict(current), **data}
     await check_refs(call, merged)
+    if "segment_criteria" in data:
+        await check_criteria(call.db, call.company_id, data["segment_criteria"], "segment_criteria")
     code = data.get("campaign_code")
     if (
         code is not None

@@ -114,7 +114,8 @@ SELECT EXISTS (SELECT 1 FROM email_lists WHERE id = $1 AND company_id = $2 AND N
 -- name: erase-contact
 -- GDPR Art. 17 for contact $1 of company $2: personal data removed from the row, the address
 -- kept only as its SHA-256 in erased_addresses (so it is never mailed or imported again),
--- memberships ended. Returns the erased address (for the caller's suppression work) once.
+-- memberships ended, engagement facts deleted. Returns the erased address (for the caller's
+-- suppression work) once.
 WITH c AS (
     SELECT id, email FROM contacts
     WHERE id = $1 AND company_id = $2 AND NOT is_deleted FOR UPDATE
@@ -125,6 +126,11 @@ WITH c AS (
 ), members AS (
     UPDATE list_members SET state = 'unsubscribed', unsubscribed_at = now()
     WHERE contact_id = $1 AND state = 'subscribed'
+), engagement AS (
+    -- what the contact opened and clicked is personal data too (control/schema/0020)
+    DELETE FROM contact_engagement WHERE company_id = $2 AND contact_id = $1
+), campaign_engagement AS (
+    DELETE FROM contact_campaign_engagement WHERE company_id = $2 AND contact_id = $1
 ), wipe AS (
     UPDATE contacts SET email = NULL, first_name = NULL, last_name = NULL, attributes = '{}',
                         consent_ip = NULL, erased_at = now(), is_deleted = true,

@@ -76,3 +76,17 @@ WITH doomed AS (
     SELECT id FROM tracking_events WHERE at < $1 ORDER BY id LIMIT $2
 )
 DELETE FROM tracking_events e USING doomed WHERE e.id = doomed.id;
+
+-- name: campaign-links
+-- Clicks of campaign $2 (company $1) per target URL: totals and unique recipients, raw and
+-- human-only, most clicked by people first.
+SELECT url, min(link_index) AS link_index,
+       count(*) AS total,
+       count(DISTINCT recipient_id) AS unique_recipients,
+       count(*) FILTER (WHERE NOT machine) AS human_total,
+       count(DISTINCT recipient_id) FILTER (WHERE NOT machine) AS human_unique_recipients,
+       count(*) FILTER (WHERE machine) AS machine_total
+FROM tracking_events
+WHERE company_id = $1 AND campaign_id = $2 AND kind = 'click'
+GROUP BY url
+ORDER BY human_unique_recipients DESC, total DESC, url;
