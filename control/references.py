@@ -20,7 +20,7 @@ from mta.queue import Submission
 from mta.submission_options import SubmissionHook
 
 SQL = Queries("control")
-_QUERY = {"list": "company-lists", "campaign": "company-campaigns"}
+_QUERY = {"list": SQL["company-lists"], "campaign": SQL["company-campaigns"]}
 
 
 async def missing_ids(
@@ -33,7 +33,7 @@ async def missing_ids(
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []
-    found = {r["id"] for r in await db.fetch(SQL[_QUERY[kind]], company_id, wanted)}
+    found = {r["id"] for r in await db.fetch(_QUERY[kind], company_id, wanted)}
     return [i for i in wanted if i not in found]
 
 
