@@ -9,13 +9,22 @@ import { session, updateMe } from "../session.js";
 export function AccountPage() {
   const me = session().me;
   const [setup, setSetup] = useState(null);
+  const [password, setPassword] = useState("");
+  const [currentCode, setCurrentCode] = useState("");
   const [code, setCode] = useState("");
   const [error, setError] = useState(null);
   const [done, setDone] = useState(false);
-  const start = async () => {
+  // Changing the second factor needs the password, and a current code when one is on: a
+  // stolen session alone cannot replace it.
+  const start = async (e) => {
+    e.preventDefault();
     setError(null);
+    const body = { password };
+    if (currentCode) body.code = currentCode;
     try {
-      setSetup(await api("POST", "/api/auth/totp/setup", { body: {} }));
+      setSetup(await api("POST", "/api/auth/totp/setup", { body }));
+      setPassword("");
+      setCurrentCode("");
     } catch (failure) {
       setError(failure);
     }
@@ -51,9 +60,17 @@ export function AccountPage() {
         {!setup && !done && (
           <>
             <p>Add an authenticator app (TOTP): each login then asks for its 6-digit code. Your company may require it to send or approve.</p>
-            <button type="button" class="button" onClick={start}>
-              Set up an authenticator
-            </button>
+            <form onSubmit={start}>
+              <Field label="Your password" error={error?.fields?.password}>
+                {(p) => <input {...p} type="password" autocomplete="current-password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />}
+              </Field>
+              <Field label="Current code" hint="Only when replacing a second factor that is already on" error={error?.fields?.code}>
+                {(p) => <input {...p} inputmode="numeric" autocomplete="one-time-code" value={currentCode} onInput={(e) => setCurrentCode(e.currentTarget.value.trim())} />}
+              </Field>
+              <button type="submit" class="button">
+                Set up an authenticator
+              </button>
+            </form>
           </>
         )}
         {setup && (
