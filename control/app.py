@@ -32,6 +32,8 @@ from control.responses import ApiJSONResponse
 from control.routes import ALL_APIS
 from control.spamd import SpamdClient
 from mta.config import Config, ControlConfig, parse_hostport
+from mta.domain_keys import KeySeal
+from mta.sending_domains import DomainManager
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -47,6 +49,7 @@ class Services:
     limiter: RateLimiter
     hub: EventHub
     spamd: SpamdClient | None = None
+    domains: DomainManager | None = None  # sending domains (mta/sending_domains.py)
 
 
 def jwt_secret(config: Config, server_secret: bytes) -> bytes:
@@ -139,6 +142,7 @@ def create_app(
         spamd=SpamdClient(*parse_hostport(control.spamd, 783, "control.spamd"))
         if control.spamd
         else None,
+        domains=DomainManager(db, config, KeySeal(server_secret)),
     )
     endpoints = [e for api in ALL_APIS for e in api.endpoints]
     document = openapi.document(endpoints)

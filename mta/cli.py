@@ -98,6 +98,108 @@ def cmd_dkim_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dkim_show(args: argparse.Namespace) -> int:
+    """The TXT record of every key of a domain: from the config's key files, or the database."""
+    from mta.dkim import DkimError, public_txt_record
+    from mta.dns import to_ascii
+
+    config = load_config(args.config)
+    domain = to_ascii(args.domain)
+    configured = config.sending_domain(domain)
+    if configured is not None and configured.dkim:
+        for key in configured.dkim:
+            try:
+                record = public_txt_record(Path(key.key_file), key.algorithm)
+            except DkimError as exc:
+                print(f"sendmill: {exc}", file=sys.stderr)
+                return 1
+            _print_txt(f"{key.selector}._domainkey.{domain}", record, "config")
+        return 0
+    view = _run_domains(config, lambda m: m.get(None, domain))
+    if view is None:
+        return 1
+    for record in view["records"]:
+        if record["purpose"] == "dkim":
+            _print_txt(record["name"], record["value"], record["key_state"])
+    return 0
+
+
+def _print_txt(name: str, value: str, state: str) -> None:
+    strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+    print(f"{name}. IN TXT {strings}  ; {state}")
+
+
+# --- sending domains --------------------------------------------------------------------------
+
+
+def _run_domains(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work` with a DomainManager; prints a refusal and returns None."""
+    from mta import database
+    from mta.domain_keys import KeySeal
+    from mta.secret import server_secret
+    from mta.sending_domains import DomainManager, SendingDomainError
+
+    async def with_manager(pool: Any) -> Any:
+        async with pool.acquire() as conn:
+            await database.migrate(conn)
+        return await work(DomainManager(pool, config, KeySeal(server_secret(config))))
+
+    try:
+        return asyncio.run(_with_db(config, with_manager))
+    except SendingDomainError as exc:
+        print(f"sendmill: {exc}", file=sys.stderr)
+        return None
+
+
+def _print_domain(view: dict[str, Any]) -> None:
+    state = "sendable" if view["sendable"] else "not sendable yet (DKIM not verified)"
+    print(f"{view['domain']}  company {view['company']}  {view['origin']}  {state}")
+    for key in view["dkim_keys"]:
+        print(f"  DKIM {key['selector']} {key['algorithm']} {key['state']}")
+    checked = {(f["purpose"], f["name"]): f for f in view["last_check"] or []}
+    print("  records to publish:")
+    for record in view["records"]:
+        found = checked.get((record["purpose"], record["name"]))
+        status = f"  ; {found['status']} {found['detail']}".rstrip() if found else ""
+        optional = "" if record["required"] else " (optional)"
+        print(f"    {record['zone_line']}{optional}{status}")
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    action = args.domains_command
+
+    async def work(manager: Any) -> Any:
+        company_id = None
+        if args.company:
+            company_id = await manager.company(args.company, create=action == "add")
+        if action == "list":
+            return await manager.list(company_id)
+        if action == "add":
+            return await manager.add(company_id, args.domain, ed25519=args.ed25519)
+        if action == "show":
+            return await manager.get(company_id, args.domain)
+        if action == "verify":
+            return await manager.verify(company_id, args.domain)
+        if action == "rotate":
+            return await manager.rotate(company_id, args.domain, ed25519=args.ed25519 or None)
+        await manager.delete(company_id, args.domain)
+        return "deleted"
+
+    result = _run_domains(config, work)
+    if result is None:
+        return 1
+    if action == "list":
+        for view in result:
+            state = "sendable" if view["sendable"] else "pending"
+            print(f"{view['domain']:<40} {view['company']:<20} {view['origin']:<7} {state}")
+    elif action == "delete":
+        print(f"{args.domain}: deleted")
+    else:
+        _print_domain(result)
+    return 0
+
+
 # --- credentials ------------------------------------------------------------------------------
 
 
@@ -274,6 +376,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PATH", help="key file (default DOMAIN.SELECTOR.pem)")
     p.add_argument("--force", action="store_true", help="replace an existing key file")
     p.set_defaults(func=cmd_dkim_generate)
+    p = dkim.add_parser("show", help="print the DNS TXT record of every key of a domain")
+    _add_config(p)
+    p.add_argument("domain", help="a sending domain (from the config or added at run time)")
+    p.set_defaults(func=cmd_dkim_show)
+
+    domains = sub.add_parser(
+        "domains", help="sending domains managed at run time (also the control API)"
+    ).add_subparsers(dest="domains_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "list sending domains"),
+        ("add", "add a domain for a company: DKIM keys generated, records printed"),
+        ("show", "a domain, its keys and the DNS records to publish"),
+        ("verify", "check the domain's records in DNS now; verified keys start signing"),
+        ("rotate", "new DKIM keys under a new selector (the old stay published a while)"),
+        ("delete", "remove a domain added at run time, and its keys"),
+    ):
+        p = domains.add_parser(name, help=text)
+        _add_config(p)
+        if name != "list":
+            p.add_argument("domain", help="the sending domain, e.g. mail.example.com")
+        p.add_argument(
+            "--company",
+            required=name == "add",
+            help="company (tenant) name" + ("" if name == "add" else "; default: any"),
+        )
+        if name in ("add", "rotate"):
+            p.add_argument("--ed25519", action="store_true", help="an Ed25519 key beside RSA")
+        p.set_defaults(func=cmd_domains)
 
     creds = sub.add_parser("credentials", help="SMTP logins and API keys").add_subparsers(
         dest="credentials_command", required=True, metavar="ACTION"

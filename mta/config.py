@@ -232,6 +232,17 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class DomainsConfig:
+    """Sending domains managed at run time (mta/sending_domains.py)."""
+
+    # false: an added domain sends before its DKIM record verifies (development only)
+    require_verified_dkim: bool = True
+    verify_interval: float = 3600.0  # live DNS check of every managed domain; 0: off
+    rotation_overlap: float = 7 * 86400.0  # a rotated-out key stays published this long
+    refresh_interval: float = 2.0  # how soon every daemon signs with a new or rotated key
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -251,6 +262,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    domains: DomainsConfig = field(default_factory=DomainsConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -296,6 +308,7 @@ _SECTIONS = {
     "log": LogConfig,
     "tracker": TrackerConfig,
     "control": ControlConfig,
+    "domains": DomainsConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -313,6 +326,7 @@ _DURATION_KEYS = {
     "dns": {"timeout", "cache_ttl_max"},
     "tracker": {"flush_interval", "events_retention"},
     "control": {"access_token_ttl", "refresh_token_ttl", "login_lockout", "performance_interval"},
+    "domains": {"verify_interval", "rotation_overlap", "refresh_interval"},
 }
 
 
@@ -485,6 +499,8 @@ def _validate(config: Config) -> None:
     if config.control.listen is not None:
         parse_hostport(config.control.listen, 8080, "control.listen")
     _validate_rate(config.control.rate_limit, "control.rate_limit")
+    if config.domains.refresh_interval <= 0:
+        raise ConfigError("domains.refresh_interval: must be a positive duration")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 

@@ -29,9 +29,11 @@ from mta.credentials import CredentialStore
 from mta.delivery import DeliveryEngine
 from mta.dkim import DkimSigners, ensure_keys
 from mta.dns import Resolver
+from mta.domain_keys import KeySeal
 from mta.logs import setup_logging
 from mta.queue import RecipientState
 from mta.secret import server_secret
+from mta.sending_domains import DomainManager, ManagedSigners
 from mta.service_process import run_process
 from mta.submission import SubmissionPolicy
 from mta.verp import Verp
@@ -118,17 +120,31 @@ def _tracker_mailto_decoder(config: Config) -> object | None:
     return decode
 
 
+def managed_signers(config: Config, db: asyncpg.Pool, signers: DkimSigners) -> ManagedSigners:
+    """Keeps `signers` current with the sending domains managed at run time."""
+    return ManagedSigners(
+        db,
+        signers,
+        KeySeal(server_secret(config)),
+        config.domains.refresh_interval,
+        config.domains.require_verified_dkim,
+    )
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
-) -> DeliveryEngine:
+) -> tuple[DeliveryEngine, ManagedSigners]:
     from tracker.server import delivery_preparer
 
     bounce = build_bounce_processor(config, db)
+    signers = build_signers(config)
+    keys = managed_signers(config, db, signers)
+    await keys.start()
     engine = DeliveryEngine(
         config,
         db,
         build_resolver(config),
-        build_signers(config),
+        signers,
         Verp(server_secret(config), config.bounce.domain, config.bounce.local_part),
         node_name(config, index),
         share=share,
@@ -143,7 +159,7 @@ async def start_engine(
         engine.node,
     )
     await engine.start()
-    return engine
+    return engine, keys
 
 
 def _stop_event() -> asyncio.Event:
@@ -163,10 +179,11 @@ def delivery_process_main(config: Config, index: int, share: int) -> None:
     async def body(stop: asyncio.Event) -> None:
         url = await database.resolve_url(config)
         db = await database.connect(url, config.database.pool_size)
-        engine = await start_engine(config, db, url, index, share)
+        engine, keys = await start_engine(config, db, url, index, share)
         log.info("delivery process %d started as %s", index, engine.node)
         await stop.wait()
         await engine.stop()
+        await keys.stop()
         await db.close()
 
     run_process(config, body)
@@ -181,6 +198,8 @@ class Daemon:
     db: asyncpg.Pool | None = None
     url: str = ""
     engines: list[DeliveryEngine] = field(default_factory=list)
+    key_refreshers: list[ManagedSigners] = field(default_factory=list)
+    domain_checks: asyncio.Task[None] | None = None
     processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     smtp: object | None = None
     http: object | None = None
@@ -205,6 +224,8 @@ class Daemon:
         await self._start_intake()
         await self._start_tracker()
         await self._start_delivery()
+        if config.domains.verify_interval > 0:
+            self.domain_checks = asyncio.create_task(self._check_domains())
         if self.bounce is not None:
             # DSNs that report a reputation refusal slow the site down like a 421 would, in
             # every delivery process and daemon (announced through the database).
@@ -227,7 +248,11 @@ class Daemon:
         intake = self.intake_db
         credentials = CredentialStore(intake)
         policy = SubmissionPolicy(
-            intake, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
+            intake,
+            config.hostname,
+            config.smtp.max_message_size,
+            config.smtp.max_recipients,
+            require_verified_dkim=config.domains.require_verified_dkim,
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
         self.bounce = build_bounce_processor(config, db)
@@ -290,6 +315,17 @@ class Daemon:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("queue sampling failed: %s", exc)
             await asyncio.sleep(self.config.http.metrics_sample_interval)
+
+    async def _check_domains(self) -> None:
+        """The periodic live DNS check of the sending domains managed at run time."""
+        assert self.db is not None
+        manager = DomainManager(self.db, self.config, KeySeal(server_secret(self.config)))
+        while True:
+            try:
+                await manager.verify_due()
+            except Exception as exc:  # one failed round must not end the checks
+                log.warning("sending-domain DNS check failed: %s", exc)
+            await asyncio.sleep(min(self.config.domains.verify_interval, 60.0))
 
     async def _serve_http(self, app: object) -> None:
         import uvicorn
@@ -362,7 +398,9 @@ class Daemon:
         assert db is not None
         count = config.delivery.processes
         if count == 1:
-            self.engines.append(await start_engine(config, db, self.url, 0, 1))
+            engine, keys = await start_engine(config, db, self.url, 0, 1)
+            self.engines.append(engine)
+            self.key_refreshers.append(keys)
             return
         for index in range(count):
             self._spawn(delivery_process_main, (config, index, count), f"delivery-{index}")
@@ -371,8 +409,9 @@ class Daemon:
         """Stop accepting, finish in-flight transactions, release leases."""
         self.ready = False
         log.info("sendmill is stopping")
-        if self.sampler_task is not None:
-            self.sampler_task.cancel()
+        for task in (self.sampler_task, self.domain_checks):
+            if task is not None:
+                task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
         if self.bounce is not None:
@@ -386,6 +425,8 @@ class Daemon:
             await self.control.stop(grace)
         for engine in self.engines:
             await engine.stop(grace)
+        for keys in self.key_refreshers:
+            await keys.stop()
         if self.tracker is not None:
             await self.tracker.stop(grace)
         if self.retention is not None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from mta import replies, tenants
+from mta import replies, sending_domains, tenants
 from mta.credentials import Credential
 from mta.dns import to_ascii
 from mta.queue import Submission
 
+OWNERSHIP_TTL = 5.0  # seconds a "may send From this domain" answer is reused
 MAX_LINE = 998  # RFC 5322 §2.1.1: at most 998 characters per line, excluding CRLF
 _ADDR = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]+$")
 
@@ -141,9 +142,16 @@ class SubmissionPolicy:
     """Decides whether a credential may submit a message, and prepares it for the queue."""
 
     def __init__(
-        self, db: asyncpg.Pool, hostname: str, max_message_size: int, max_recipients: int
+        self,
+        db: asyncpg.Pool,
+        hostname: str,
+        max_message_size: int,
+        max_recipients: int,
+        *,
+        require_verified_dkim: bool = True,
     ) -> None:
         self._db = db
+        self._require_verified = require_verified_dkim
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -154,8 +162,11 @@ class SubmissionPolicy:
         hit = self._owned.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        owned = await tenants.company_owns_domain(self._db, company_id, domain)
-        self._owned[key] = (time.monotonic() + 30, owned)
+        owned = await sending_domains.may_send_from(
+            self._db, company_id, domain, require_verified=self._require_verified
+        )
+        # Kept briefly: a domain added or verified at run time sends within seconds.
+        self._owned[key] = (time.monotonic() + OWNERSHIP_TTL, owned)
         return owned
 
     async def check_sender(self, credential: Credential, mail_from: str) -> None:

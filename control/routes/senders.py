@@ -1,6 +1,6 @@
 """Sender profiles: `/api/sender-profiles/`. The From address must be on one of the
-company's sending domains (mta's `sending_domains`: configured with DKIM keys), so a
-campaign can never be sent from a domain the server does not sign for."""
+company's sending domains that may send (mta/sending_domains.py: configured, or added and
+DKIM-verified), so a campaign can never be sent from a domain the server does not sign for."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from control.resource import ResourceSpec, register
 from control.routing import Api, Call
 from mta.dns import to_ascii
 from mta.queries import Queries
+from mta.sending_domains import may_send_from
 
 SQL = Queries("control")
 
@@ -38,7 +39,10 @@ async def check_domain(call: Call, data: dict[str, Any], current: Any = None) ->
         domain = to_ascii(address.rpartition("@")[2])
     except (UnicodeError, ValueError):
         raise ValidationFailed({"from_address": "the domain is not a valid name"}) from None
-    if not await call.db.fetchval(SQL["company-domain-verified"], call.company_id, domain):
+    domains = call.services.domains
+    if not await may_send_from(
+        call.db, call.company_id, domain, require_verified=domains.require_verified
+    ):
         raise ValidationFailed(
             {"from_address": f"{domain} is not one of your company's verified sending domains"}
         )

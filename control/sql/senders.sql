@@ -36,7 +36,3 @@ SELECT id, campaign_code FROM email_campaigns
 WHERE sender_profile_id = $1 AND company_id = $2 AND NOT is_deleted
   AND campaign_status IN ('draft', 'scheduled', 'sending', 'paused')
 ORDER BY id LIMIT 20;
-
--- name: company-domain-verified
--- Whether domain $2 is one of company $1's sending domains (mta's table: configured, DKIM keys).
-SELECT EXISTS (SELECT 1 FROM sending_domains WHERE company_id = $1 AND domain = lower($2));

@@ -15,7 +15,8 @@ SELECT id, name FROM companies WHERE name = $1;
 -- Declares domain $2 as company $1's, delivered from pool $3. The config is authoritative for
 -- the domains it lists, so a domain moved to another company in the config moves here too.
 INSERT INTO sending_domains (company_id, domain, pool) VALUES ($1, lower($2), $3)
-ON CONFLICT (domain) DO UPDATE SET company_id = EXCLUDED.company_id, pool = EXCLUDED.pool
+ON CONFLICT (domain) DO UPDATE
+SET company_id = EXCLUDED.company_id, pool = EXCLUDED.pool, origin = 'config'
 RETURNING id;
 
 -- name: company-owns-domain

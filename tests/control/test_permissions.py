@@ -244,6 +244,7 @@ _PATH_KIND = {
     "users": "user",
     "api-keys": "api_key",
     "imports": "import",
+    "sending-domains": "domain",
 }
 _BODIES = {
     "reject_campaign": {"reason": "no"},
@@ -271,6 +272,10 @@ async def test_another_companys_ids_answer_404_on_every_endpoint(control: Contro
         content=b"email\nnew@example.org\n",
     )
     ids["import"] = imported.json()["id"]
+    domain = await control.client.post(
+        "/api/sending-domains/", headers=owner.auth, json={"domain": "owner.test"}
+    )
+    ids["domain"] = domain.json()["id"]
     stranger = await control.user(await control.company(), "admin")
     endpoints = _item_endpoints()
     assert len(endpoints) >= 25

@@ -1,5 +1,5 @@
-"""A stub authoritative DNS server for tests: answers MX, A, AAAA and TXT from a dict over UDP
-and TCP on loopback; unknown names answer NXDOMAIN; names can be set to SERVFAIL."""
+"""A stub authoritative DNS server for tests: answers MX, A, AAAA, TXT and CNAME from a dict over
+UDP and TCP on loopback; unknown names answer NXDOMAIN; names can be set to SERVFAIL."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ class StubDns:
     def add_txt(self, name: str, text: str) -> None:
         chunks = [text[i : i + 255] for i in range(0, len(text), 255)] or [""]
         self._records(name).setdefault("TXT", []).append(" ".join(f'"{c}"' for c in chunks))
+
+    def add_cname(self, name: str, target: str) -> None:
+        self._records(name)["CNAME"] = [target if target.endswith(".") else target + "."]
+
+    def remove(self, name: str, kind: str) -> None:
+        self._records(name).pop(kind, None)
 
     def set_servfail(self, name: str) -> None:
         self.servfail.add(name.lower().rstrip("."))
