@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +25,11 @@ from typing import Any
 
 import asyncpg
 
-from mta import database, metrics, queue, site_signals, tenants
-from mta.config import Config, parse_hostport
+from mta import database, metrics, queue, reload, site_signals, tenants
+from mta.config import Config, ConfigError, load_config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.delivery import DeliveryEngine
-from mta.dkim import DkimSigners, ensure_keys
+from mta.dkim import DkimError, DkimSigners, ensure_keys
 from mta.dns import Resolver
 from mta.domain_keys import KeySeal
 from mta.logs import setup_logging
@@ -212,6 +214,7 @@ class Daemon:
     retention: object | None = None  # tracker.retention.EventsRetention
     bounce: object | None = None  # bounce.processor.BounceProcessor
     intake_db: asyncpg.Pool | None = None  # SMTP and HTTP submission (generic plans)
+    policy: SubmissionPolicy | None = None
     _announcing: set[asyncio.Task[None]] = field(default_factory=set)
     ready: bool = False
 
@@ -247,7 +250,7 @@ class Daemon:
         )
         intake = self.intake_db
         credentials = CredentialStore(intake)
-        policy = SubmissionPolicy(
+        self.policy = policy = SubmissionPolicy(
             intake,
             config.hostname,
             config.smtp.max_message_size,
@@ -315,6 +318,68 @@ class Daemon:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("queue sampling failed: %s", exc)
             await asyncio.sleep(self.config.http.metrics_sample_interval)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file, apply what can change live, log the rest as
+        needing a restart. A config that does not load is refused; the running one stays.
+        Nothing is closed, so no accepted mail and no open session is affected."""
+        if not self.ready:
+            log.warning("reload ignored: the daemon is still starting or stopping")
+            return
+        try:
+            new = load_config(self.config.source_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        found = reload.changes(self.config, new)
+        if not found:
+            log.info("reload: the configuration is unchanged")
+            return
+        try:
+            await self._apply(new, found)
+        except (ConfigError, DkimError, OSError, ssl.SSLError) as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        # Diffs stay against the running values: keys that need a restart keep being named.
+        self.config = dataclasses.replace(
+            self.config,
+            log=new.log,
+            smtp=dataclasses.replace(
+                self.config.smtp,
+                max_message_size=new.smtp.max_message_size,
+                max_recipients=new.smtp.max_recipients,
+                tls_cert=new.smtp.tls_cert,
+                tls_key=new.smtp.tls_key,
+            ),
+            sending_domains=new.sending_domains,
+            domains=dataclasses.replace(
+                self.config.domains, require_verified_dkim=new.domains.require_verified_dkim
+            ),
+        )
+        log.info(
+            "configuration reloaded: applied %s; needs a restart: %s",
+            ", ".join(found.live) or "nothing",
+            ", ".join(found.restart) or "nothing",
+        )
+
+    async def _apply(self, new: Config, found: reload.Changes) -> None:
+        """Apply the live keys of `new`; what can fail (certificates, DKIM keys) goes first."""
+        assert self.db is not None
+        live = set(found.live)
+        if live & {"smtp.tls_cert", "smtp.tls_key"} and self.smtp is not None:
+            self.smtp.reload_certificate(new)  # type: ignore[attr-defined]
+        if "sending_domains" in live:
+            prepare_state(new)
+            signers = build_signers(new)
+            await tenants.sync_sending_domains(self.db, new)
+            for keys in self.key_refreshers:
+                keys.signers.set_configured(signers)
+        if self.policy is not None:
+            self.policy.max_message_size = new.smtp.max_message_size
+            self.policy.max_recipients = new.smtp.max_recipients
+            self.policy.require_verified_dkim = new.domains.require_verified_dkim
+        if live & {"log.level", "log.format"}:
+            setup_logging(new.log.level, new.log.format)
 
     async def _check_domains(self) -> None:
         """The periodic live DNS check of the sending domains managed at run time."""
@@ -459,6 +524,15 @@ def _install_uvloop() -> None:
 async def _serve(config: Config) -> None:
     daemon = Daemon(config)
     stop = _stop_event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    # Installed before start: SIGHUP's default action would end the daemon (exit 129).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup)
     await daemon.start()
     await stop.wait()
     await daemon.stop()

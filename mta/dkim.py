@@ -355,6 +355,10 @@ class DkimSigners:
         }
         self._managed: Mapping[str, DkimSigner] = {}
 
+    def set_configured(self, other: DkimSigners) -> None:
+        """Take the config's signers of `other` (a configuration reloaded on SIGHUP)."""
+        self._signers = other._signers
+
     def set_managed(self, signers: Mapping[str, DkimSigner]) -> None:
         """Replace the signers of the domains managed at run time (mta/sending_domains.py).
         A domain with keys in the config keeps those: the config is authoritative for it."""

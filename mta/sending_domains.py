@@ -356,6 +356,7 @@ class ManagedSigners:
     ) -> None:
         self._db = db
         self._signers = signers
+        self.signers = signers  # the delivery engine's: the daemon swaps the config's on reload
         self._seal = seal
         self._interval = interval
         self._relaxed = not require_verified

@@ -491,12 +491,13 @@ class SmtpListeners:
         self._accepts = accepts
         self._prepare = prepare
         self._servers: list[asyncio.Server] = []
+        self._context: ssl.SSLContext | None = None
         self.sessions = SessionTable()
         self.addresses: dict[str, tuple[str, int]] = {}  # listener name -> bound host, port
 
     async def start(self) -> None:
         """Listen on smtp.listen (STARTTLS), smtp.listen_tls (implicit TLS) and bounce.listen."""
-        context = self._tls_context()
+        context = self._context = self._tls_context()
         try:
             for listener in listeners_for(self._config):
                 await self._listen(listener, context)
@@ -517,6 +518,16 @@ class SmtpListeners:
             with contextlib.suppress(TimeoutError):  # 3.12+ waits for every connection
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+
+    def reload_certificate(self, config: Config) -> None:
+        """Take `config`'s certificate for the handshakes to come (SIGHUP, e.g. after a
+        renewal); sessions already in TLS keep theirs. Raises ssl.SSLError or OSError, leaving
+        the current one, when the new files do not load."""
+        cert, key = tls_paths(config)
+        server_context(cert, key)  # loads both or raises, before touching the live context
+        if self._context is not None:
+            self._context.load_cert_chain(cert, key)
+        self._config = config
 
     def _tls_context(self) -> ssl.SSLContext:
         cert, key = tls_paths(self._config)

@@ -151,7 +151,7 @@ class SubmissionPolicy:
         require_verified_dkim: bool = True,
     ) -> None:
         self._db = db
-        self._require_verified = require_verified_dkim
+        self.require_verified_dkim = require_verified_dkim
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -163,7 +163,7 @@ class SubmissionPolicy:
         if hit and hit[0] > time.monotonic():
             return hit[1]
         owned = await sending_domains.may_send_from(
-            self._db, company_id, domain, require_verified=self._require_verified
+            self._db, company_id, domain, require_verified=self.require_verified_dkim
         )
         # Kept briefly: a domain added or verified at run time sends within seconds.
         self._owned[key] = (time.monotonic() + OWNERSHIP_TTL, owned)
