@@ -75,6 +75,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- db ---------------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """The embedded PostgreSQL: status, start (runs until stopped), stop."""
+    from mta import embedded_postgres as pg
+
+    config = load_config(args.config)
+    if config.database.url:
+        print("sendmill: database.url is set: the database is an external server, not embedded")
+        return 0 if args.db_command == "status" else 2
+    state = config.state_path
+    try:
+        if args.db_command == "start":
+            print(f"embedded PostgreSQL running: {pg.start(state)}")
+            print("it runs until `sendmill db stop`")
+            return 0
+        if args.db_command == "stop":
+            pg.stop(state, force=args.force)
+            print("embedded PostgreSQL stopped")
+            return 0
+    except pg.EmbeddedPostgresError as exc:
+        print(f"sendmill: {exc}", file=sys.stderr)
+        return 1
+    status = pg.status(state)
+    print(f"data directory: {status.pgdata}{'' if status.initialised else ' (not created yet)'}")
+    if status.running_pid is None:
+        print("server: stopped")
+        return 3  # like `systemctl status` / LSB: not running
+    owner = "the operator (sendmill db start)" if status.operator_started else "its users"
+    print(f"server: running, pid {status.running_pid}; stopped by {owner}")
+    print(f"used by: {', '.join(map(str, status.users)) or 'no process'}")
+    print(f"setup log: {state / pg.SETUP_LOG}; server log: {status.pgdata / 'log'}")
+    return 0
+
+
 # --- dkim -------------------------------------------------------------------------------------
 
 
@@ -363,6 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply pending database migrations")
     _add_config(p)
     p.set_defaults(func=cmd_migrate)
+
+    db = sub.add_parser(
+        "db", help="the embedded PostgreSQL (no database.url): status, start, stop"
+    ).add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("status", "whether it runs, its pid and the processes using it (exit 3: stopped)"),
+        ("start", "start it and keep it running until `sendmill db stop`"),
+        ("stop", "stop it (refused while a daemon or command uses it)"),
+    ):
+        p = db.add_parser(name, help=text)
+        _add_config(p)
+        if name == "stop":
+            p.add_argument("--force", action="store_true", help="stop it even while in use")
+        p.set_defaults(func=cmd_db)
 
     dkim = sub.add_parser("dkim", help="DKIM keys").add_subparsers(
         dest="dkim_command", required=True, metavar="ACTION"
