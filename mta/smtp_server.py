@@ -35,7 +35,7 @@ from mta.compose import ComposeError
 from mta.config import Config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.inbound import store_inbound
-from mta.submission import MAX_LINE, BadAddress, RelayDenied, SubmissionError, SubmissionPolicy
+from mta.submission import BadAddress, RelayDenied, SubmissionError, SubmissionPolicy
 from mta.submission_options import (
     SubmissionHook,
     apply_options,
@@ -74,6 +74,9 @@ def listeners_for(config: Config) -> list[Listener]:
     return found
 
 
+POSTMASTER = "postmaster"  # RFC 5321 §4.5.1: case-insensitive
+
+
 def reply_for(exc: Exception) -> str:
     """The one place where a refusal or a failure becomes an SMTP reply."""
     if isinstance(exc, SubmissionError):
@@ -92,10 +95,6 @@ def queued_reply(ids: list[int]) -> str:
     if len(reply) <= MAX_REPLY_LINE:
         return reply
     return replies.S250_QUEUED_MANY.format(first=ids[0], more=len(ids) - 1)
-
-
-def longest_line(body: bytes) -> int:
-    return max(map(len, body.splitlines()), default=0)
 
 
 def received_header(hostname: str, session: Session, envelope: Envelope) -> bytes:
@@ -210,10 +209,12 @@ class SubmissionHandler:
         return replies.S250_RECIPIENT_OK
 
     def _check_bounce_recipient(self, address: str) -> None:
-        """Unauthenticated: only a VERP address that verifies. %-hacks, source routes (which
-        aiosmtpd drops) and quoted local parts all fail one of these two checks."""
+        """Unauthenticated: only a VERP address that verifies, or postmaster. %-hacks, source
+        routes (which aiosmtpd drops) and quoted local parts all fail one of these checks."""
         if not self._verp.is_bounce_domain(address):
             raise RelayDenied()
+        if address.rpartition("@")[0].lower() == POSTMASTER:
+            return  # RFC 5321 §4.5.1: a domain that takes mail takes it for its postmaster
         try:
             self._verp.decode(address)
         except VerpError:
@@ -237,10 +238,6 @@ class SubmissionHandler:
 
     async def _accept(self, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        # aiosmtpd allows 1001 octets on the wire (a transparency dot included), which lets a
-        # 999-character line through; RFC 5322 §2.1.1 says 998.
-        if longest_line(content) > MAX_LINE:
-            return replies.S500_LINE_TOO_LONG
         trace = received_header(self._hostname, session, envelope)
         if not session.authenticated:
             return await self._store_bounces(envelope, trace + content)
@@ -314,6 +311,9 @@ class SendmillSMTP(SMTP):
         plaintext_auth_on_loopback: bool,
         **kwargs: object,
     ) -> None:
+        # A DATA line may be as long as the message: lines over 998 characters are re-encoded
+        # (mta/long_lines.py), not refused. aiosmtpd sizes its stream buffer from this.
+        self.line_length_limit = max(SMTP.line_length_limit, int(kwargs["data_size_limit"]))  # type: ignore[call-overload]
         super().__init__(handler, authenticator=_decoded_login, **kwargs)  # type: ignore[arg-type]
         self.listener = handler.listener
         self._credentials = credentials

@@ -7,6 +7,7 @@ HTTP API to its error body (`http_status`, `error_code`) — each in one place.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from mta import replies, sending_domains, tenants
+from mta import long_lines, replies, sending_domains, tenants
 from mta.credentials import Credential
 from mta.dns import to_ascii
 from mta.queue import Submission
@@ -214,8 +215,13 @@ class SubmissionPolicy:
         for recipient in recipients:
             if not valid_address(recipient):
                 raise BadAddress(f"invalid recipient address {recipient!r}")
+        if b"\0" in body:  # RFC 5321 §4.1.1.4 / RFC 5322 §2.3: NUL has no place in mail
+            raise BadMessage("the message contains NUL characters; encode binary content")
         body = normalise_line_endings(body)
         headers = parse_headers(body)
+        if long_lines.longest_line(body) > MAX_LINE:
+            # Re-encoded rather than refused (issue 14); parsing is CPU work: off the loop.
+            body = await asyncio.to_thread(long_lines.reencode, body)
         from_domain = address_domain(headers.from_address)
         if not await self.owns(credential.company_id, from_domain):
             raise FromDomainNotOwned(from_domain)
