@@ -166,6 +166,10 @@ class SubmissionHandler:
         session.host_name = hostname
         if not self.listener.offers_auth:
             lines = [line for line in lines if not line.startswith("250-AUTH")]
+        else:
+            # RFC 2920: aiosmtpd reads one command at a time from its buffer and answers each
+            # in order, and drops what was pipelined behind STARTTLS (RFC 3207 §4.2).
+            lines = [*lines[:-1], "250-PIPELINING", lines[-1]]
         # Every reply of ours carries an RFC 3463 code (SendmillSMTP.push sees to aiosmtpd's).
         return [*lines[:-1], "250-ENHANCEDSTATUSCODES", lines[-1]]
 

@@ -287,6 +287,36 @@ async def test_ehlo_advertises_the_limits_and_extensions(intake: Intake) -> None
     await client.quit()
 
 
+async def test_a_pipelined_transaction_gets_every_reply_in_order(intake: Intake) -> None:
+    host, port = intake.address("submissions")
+    context = ssl.create_default_context(cafile=intake.cert)
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+
+    async def replies_to(data: bytes, count: int) -> list[str]:
+        writer.write(data)
+        got = []
+        while len(got) < count:
+            line = (await asyncio.wait_for(reader.readline(), 10)).decode().rstrip()
+            if line[3:4] == " ":  # the last line of a reply
+                got.append(line)
+            elif line.startswith("250-PIPELINING"):
+                got.append("advertised")
+        return got
+
+    assert (await replies_to(b"", 1))[0].startswith("220")
+    assert await replies_to(b"EHLO client.test\r\n", 2) == ["advertised", "250 HELP"]
+    token = base64.b64encode(f"\0{intake.username}\0{intake.password}".encode())
+    assert (await replies_to(b"AUTH PLAIN " + token + b"\r\n", 1))[0].startswith("235")
+    rcpts = b"".join(b"RCPT TO:<r%d@dest.test>\r\n" % i for i in range(MAX_RECIPIENTS + 1))
+    pipelined = b"MAIL FROM:<" + SENDER.encode() + b">\r\n" + rcpts + b"DATA\r\n"
+    codes = [r[:3] for r in await replies_to(pipelined, MAX_RECIPIENTS + 3)]
+    assert codes == ["250", "250", "250", "250", "452", "354"]
+    done = await replies_to(MESSAGE + b".\r\nQUIT\r\n", 2)
+    assert [r[:3] for r in done] == ["250", "221"]
+    writer.close()
+    assert len(await intake.queued()) == MAX_RECIPIENTS
+
+
 async def test_the_bounce_listener_does_not_offer_auth(intake: Intake) -> None:
     client = await intake.client("bounce", start_tls=True)
     assert not client.supports_extension("auth")
