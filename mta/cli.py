@@ -15,9 +15,12 @@ from mta.config import Config, ConfigError, load_config
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a parser where --config is not given leaves the value another level parsed,
+    # so `sendmill --config F queue retry` and `sendmill queue --config F retry` both work.
     parser.add_argument(
         "--config",
         metavar="PATH",
+        default=argparse.SUPPRESS,
         help="TOML config (default: $SENDMILL_CONFIG, else configs/sendmill.toml)",
     )
 
@@ -270,6 +273,7 @@ def cmd_credentials_list(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     rows = asyncio.run(_with_db(config, lambda db: db.fetch(Queries("mta")["list-credentials"])))
+    print(f"{'id':>5}  {'kind':<4}  {'company':<20} {'login / key':<32} status")
     for r in rows:
         name = r["username"] or f"sm_{r['key_prefix']}_…"
         status = "revoked" if r["revoked_at"] else "active"
@@ -386,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sendmill", description="Sendmill: a self-hosted email sending server."
     )
+    _add_config(parser)
+    parser.set_defaults(config=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the daemon until SIGTERM")
@@ -422,7 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("domain", help="the sending domain, e.g. example.com")
     p.add_argument("--selector", required=True, help="DKIM selector, e.g. s2026")
-    p.add_argument("--algorithm", default="rsa-sha256", choices=["rsa-sha256", "ed25519-sha256"])
+    p.add_argument(
+        "--algorithm",
+        default="rsa-sha256",
+        choices=["rsa-sha256", "ed25519-sha256"],
+        help="key type (default rsa-sha256, 2048 bits)",
+    )
     p.add_argument("--out", metavar="PATH", help="key file (default DOMAIN.SELECTOR.pem)")
     p.add_argument("--force", action="store_true", help="replace an existing key file")
     p.set_defaults(func=cmd_dkim_generate)
@@ -461,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = creds.add_parser("create", help="create an SMTP login or an API key for a company")
     _add_config(p)
     p.add_argument("--company", default="default", help="company (tenant) name")
-    p.add_argument("--kind", choices=["smtp", "api"], default="smtp")
+    p.add_argument(
+        "--kind", choices=["smtp", "api"], default="smtp", help="SMTP login or HTTP API key"
+    )
     p.add_argument("--username", help="SMTP login name (default: generated)")
     p.add_argument("--note", default="", help="description shown in listings")
     p.set_defaults(func=cmd_credentials_create)
@@ -470,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_credentials_list)
     p = creds.add_parser("revoke", help="revoke a credential by id")
     _add_config(p)
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, help="the credential's id (see credentials list)")
     p.set_defaults(func=cmd_credentials_revoke)
 
     p = sub.add_parser(
@@ -498,12 +511,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="submit one message over SMTP (smoke test)")
     _add_config(p)
-    p.add_argument("--from", dest="sender", required=True)
-    p.add_argument("--to", action="append", required=True)
-    p.add_argument("--subject", default="Sendmill test message")
+    p.add_argument("--from", dest="sender", required=True, help="the From address")
+    p.add_argument("--to", action="append", required=True, help="a recipient (repeatable)")
+    p.add_argument("--subject", default="Sendmill test message", help="the Subject")
     p.add_argument("--body", help="text body (default: read stdin)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--password", default=os.environ.get("SENDMILL_SMTP_PASSWORD"))
+    p.add_argument("--username", required=True, help="SMTP login (credentials create)")
+    p.add_argument(
+        "--password",
+        default=os.environ.get("SENDMILL_SMTP_PASSWORD"),
+        help="SMTP password (default: $SENDMILL_SMTP_PASSWORD)",
+    )
     p.add_argument("--server", help="host:port (default: smtp.listen from the config)")
     p.set_defaults(func=cmd_send)
 
@@ -527,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sendmill: config error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `sendmill bounce parse ... | head`: the reader has had enough; end quietly, and keep
+        # Python from complaining again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

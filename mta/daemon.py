@@ -234,6 +234,15 @@ class Daemon:
             # every delivery process and daemon (announced through the database).
             self.bounce.on_reputation = self._slow_down_site  # type: ignore[attr-defined]
         self.ready = True
+        # The SMTP listeners log their own addresses; the HTTP ones are named here, once each
+        # (a listener served by several processes is still one address).
+        for name, address in (
+            ("HTTP API (submission, /metrics)", config.http.listen),
+            ("tracker", config.tracker.listen),
+            ("control API", config.control.listen),
+        ):
+            if address:
+                log.info("%s listening on %s", name, address)
         log.info("sendmill is up", extra={"hostname": config.hostname})
 
     async def _start_intake(self) -> None:

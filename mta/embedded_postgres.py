@@ -109,6 +109,8 @@ def _pgserver(state_dir: Path) -> ModuleType:
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = Path(tempfile.gettempdir()) / f"sendmill-runtime-{os.getuid()}"
         runtime.mkdir(mode=0o700, exist_ok=True)
+        if runtime.stat().st_uid == os.getuid():
+            runtime.chmod(0o700)  # platformdirs refuses (and warns about) anything wider
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     _log_setup_to_file(state_dir)
     import pgserver

@@ -5,6 +5,8 @@ config is refused with a log line and the running one stays (issue 14)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ import asyncpg
 
 from mta import credentials, reload, tenants
 from mta.config import build_config
+from mta.logs import JsonFormatter
 from tests.support.daemon_process import DaemonProcess, write_config
 from tests.support.fixtures_daemon import TEST_DOMAIN, daemon_settings
 
@@ -66,6 +69,20 @@ async def test_sighup_applies_a_changed_limit_refuses_a_broken_config_and_loses_
     try:
         await daemon.wait_listening(port)
         await _wait_for(daemon.log, "sendmill is up")
+        # Start-up names every listener once, with the date on every line, and no warning.
+        started = daemon.log.read_text().splitlines()
+        for name, address in (
+            ("SMTP submission", settings["smtp"]["listen"]),
+            ("SMTP submissions", settings["smtp"]["listen_tls"]),
+            ("SMTP bounce", settings["bounce"]["listen"]),
+            ("HTTP API (submission, /metrics)", settings["http"]["listen"]),
+            ("tracker", settings["tracker"]["listen"]),
+            ("control API", settings["control"]["listen"]),
+        ):
+            wanted = f"{name} listening on {address}"
+            assert sum(line.endswith(wanted) for line in started) == 1, (wanted, started)
+        assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", x) for x in started)
+        assert not [x for x in started if "WARNING" in x or "Warning" in x]
         assert await _send(port, login, 0, size=50_000) == "250"
 
         # One session stays open across both reloads, sending all along.
@@ -135,3 +152,11 @@ def test_changes_name_each_key_and_say_which_need_a_restart() -> None:
     assert found.live == ("smtp.max_recipients", "log.level")
     assert found.restart == ("delivery.processes", "routes")
     assert not reload.changes(old, old)
+
+
+def test_json_log_lines_carry_no_colour_codes() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "Started server process [%d]", "args": (7,), "color_message": "\x1b[36m%d\x1b[0m"}
+    )
+    line = JsonFormatter().format(record)
+    assert "\\u001b" not in line and "\x1b" not in line and "color_message" not in line
