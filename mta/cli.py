@@ -64,6 +64,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new deployment in DIR: a commented config, an env file with a fresh server secret
+    (mode 0600) and the state directory."""
+    import secrets
+    import socket
+    from importlib import resources
+
+    folder = Path(args.dir).absolute()
+    config, env = folder / "sendmill.toml", folder / "env"
+    state = Path(args.state_dir).absolute() if args.state_dir else folder / "state"
+    if (config.exists() or env.exists()) and not args.force:
+        print(f"sendmill: {config} or {env} exists (use --force to replace)", file=sys.stderr)
+        return 1
+    hostname = args.hostname or socket.getfqdn()
+    template = (resources.files("mta") / "deployment.toml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o750, parents=True, exist_ok=True)
+    config.write_text(template.replace("@HOSTNAME@", hostname).replace("@STATE_DIR@", str(state)))
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "# Secrets of this Sendmill deployment (systemd: EnvironmentFile=). Keep it 0600.\n"
+            f"SENDMILL_SECRET={secrets.token_hex(32)}\n"
+            "# SENDMILL_DATABASE__URL=postgresql://sendmill@localhost/sendmill\n"
+        )
+    print(f"wrote {config}\nwrote {env} (the server secret; mode 0600)\ncreated {state}")
+    print("next: edit the config, then")
+    print(f"  set -a; . {env}; set +a")
+    print(f"  sendmill check-config --config {config}")
+    print(f"  sendmill serve --config {config}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from mta import database
 
@@ -401,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate the configuration and exit")
     _add_config(p)
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser(
+        "init", help="write a commented config, a secret and a state directory for a deployment"
+    )
+    p.add_argument("dir", nargs="?", default=".", help="where (default: the current directory)")
+    p.add_argument("--hostname", help="the server's name (default: this host's FQDN)")
+    p.add_argument("--state-dir", help="the state directory (default: DIR/state)")
+    p.add_argument("--force", action="store_true", help="replace an existing config and env")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")
     _add_config(p)

@@ -106,3 +106,25 @@ def test_credentials_list_has_a_header_and_domains_commands_manage_a_domain(
     assert gone.returncode == 0, gone.stderr
     missing = run("dkim", "show", "news.globex.test", "--config", str(config), env=env)
     assert missing.returncode == 1 and "no sending domain news.globex.test" in missing.stderr
+
+
+def test_init_writes_a_config_that_checks_and_a_private_secret(tmp_path: Path) -> None:
+    target = tmp_path / "etc"
+    made = run("init", str(target), "--hostname", "mta1.example.com")
+    assert made.returncode == 0, made.stderr
+    env_file = target / "env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    secret = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if line[:1] != "#"
+    )
+    assert len(secret["SENDMILL_SECRET"]) == 64
+    config = (target / "sendmill.toml").read_text()
+    assert 'hostname = "mta1.example.com"' in config
+    assert "@HOSTNAME@" not in config and "@STATE_DIR@" not in config
+    assert f'state_dir = "{target / "state"}"' in config
+    assert (target / "state").is_dir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SENDMILL_")}, **secret}
+    checked = run("check-config", "--config", str(target / "sendmill.toml"), env=env)
+    assert checked.returncode == 0, checked.stderr
+    again = run("init", str(target))
+    assert again.returncode == 1 and "exists" in again.stderr
