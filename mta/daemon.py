@@ -59,12 +59,14 @@ def prepare_state(config: Config) -> None:
     for domain in config.sending_domains:
         for key in domain.dkim:
             record = ensure_keys(domain.domain, key.selector, Path(key.key_file), key.algorithm)
+            # The record itself in the message: text logs drop `extra` fields (issue 14).
             log.info(
-                "DKIM key for %s selector %s: publish TXT %s._domainkey.%s",
+                'DKIM key for %s selector %s: publish %s._domainkey.%s TXT "%s"',
                 domain.domain,
                 key.selector,
                 key.selector,
                 domain.domain,
+                record,
                 extra={"txt": record},
             )
 
