@@ -61,13 +61,14 @@ async def create_user(
     """A user of company `company` (which must exist); returns the user id."""
     from control.auth import DEFAULT_HASHER, check_password_strength, hash_password
     from control.fields import Field
+    from mta import tenants
     from mta.queries import Queries
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     check_password_strength(password)
     email = Field("email", "email").clean(email)
-    company_id = await db.fetchval(Queries("mta")["company-by-name"], company)
+    company_id = await tenants.company_by_name(db, company)
     if company_id is None:
         raise ValueError(f"no company named {company!r} (create it with create-company)")
     row = await db.fetchrow(

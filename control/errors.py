@@ -161,11 +161,11 @@ def _campaign_rule(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
     """The campaign rules' exceptions (control/campaign_status.py, pure code) as responses."""
     message = str(exc)
     if isinstance(exc, cs.TransitionNotAllowed):
-        details = {"current": exc.current, "target": exc.target, "allowed": list(exc.allowed)}
-        return 409, error_json("invalid_transition", message, details)
+        transition = {"current": exc.current, "target": exc.target, "allowed": list(exc.allowed)}
+        return 409, error_json("invalid_transition", message, transition)
     if isinstance(exc, cs.ApprovalRequired):
-        details = {"approval_status": exc.status, "rejection_reason": exc.rejection_reason}
-        return 409, error_json("approval_required", message, details)
+        approval = {"approval_status": exc.status, "rejection_reason": exc.rejection_reason}
+        return 409, error_json("approval_required", message, approval)
     if isinstance(exc, cs.SelfApprovalRefused):
         return 403, error_json("self_approval", message, {})
     if isinstance(exc, cs.ApprovalPermissionDenied):

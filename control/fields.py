@@ -21,7 +21,7 @@ MISSING: Any = object()
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
-_JSON_TYPES = {
+_JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "text": {"type": "string"},
     "email": {"type": "string", "format": "email"},

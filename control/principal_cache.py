@@ -33,8 +33,10 @@ MAX_ENTRIES = 50_000  # past this the cache starts over rather than grow
 RETRY_SECONDS = 2.0
 
 
-def _miss() -> None:
+def _miss() -> Principal | None:
+    """Count a miss; the answer of a miss (None)."""
     metrics.PRINCIPAL_CACHE.labels("miss").inc()
+    return None
 
 
 class PrincipalCache:

@@ -52,7 +52,9 @@ class SharedRateTable:
         """A new zeroed block for the daemon to hand its processes by name; the daemon
         unlinks it when they have stopped."""
         block = shared_memory.SharedMemory(create=True, size=table_size(slots))
-        block.buf[:] = bytes(table_size(slots))
+        buffer = block.buf
+        assert buffer is not None  # a block just created is open
+        buffer[:] = bytes(table_size(slots))
         return block
 
     def close(self) -> None:

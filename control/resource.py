@@ -1,7 +1,8 @@
 """The five operations every resource has — list, get, create, update, soft delete — declared
 once. A resource names its SQL (`list-<x>`, `get-<x>`, `lock-<x>`, `insert-<x>`,
-`update-<x>`, `delete-<x>` in control/sql/) and supplies hooks for its own rules
-(references, content checks, "in use" refusals, masking).
+`update-<x>`, `delete-<x>` in control/sql/, written out in full in CRUD_QUERIES below so that
+grep finds every use) and supplies hooks for its own rules (references, content checks,
+"in use" refusals, masking).
 
 Every query takes the caller's company: a row of another company is simply not found (404).
 """
@@ -23,6 +24,70 @@ SQL = Queries("control")
 Hook = Callable[..., Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class CrudQueries:
+    """The SQL of one resource's operations."""
+
+    list: str
+    get: str
+    lock: str
+    insert: str
+    update: str
+    delete: str
+
+
+CRUD_QUERIES = {
+    "campaign": CrudQueries(
+        SQL["list-campaign"],
+        SQL["get-campaign"],
+        SQL["lock-campaign"],
+        SQL["insert-campaign"],
+        SQL["update-campaign"],
+        SQL["delete-campaign"],
+    ),
+    "contact": CrudQueries(
+        SQL["list-contact"],
+        SQL["get-contact"],
+        SQL["lock-contact"],
+        SQL["insert-contact"],
+        SQL["update-contact"],
+        SQL["delete-contact"],
+    ),
+    "list": CrudQueries(
+        SQL["list-list"],
+        SQL["get-list"],
+        SQL["lock-list"],
+        SQL["insert-list"],
+        SQL["update-list"],
+        SQL["delete-list"],
+    ),
+    "sender": CrudQueries(
+        SQL["list-sender"],
+        SQL["get-sender"],
+        SQL["lock-sender"],
+        SQL["insert-sender"],
+        SQL["update-sender"],
+        SQL["delete-sender"],
+    ),
+    "template": CrudQueries(
+        SQL["list-template"],
+        SQL["get-template"],
+        SQL["lock-template"],
+        SQL["insert-template"],
+        SQL["update-template"],
+        SQL["delete-template"],
+    ),
+    "workflow": CrudQueries(
+        SQL["list-workflow"],
+        SQL["get-workflow"],
+        SQL["lock-workflow"],
+        SQL["insert-workflow"],
+        SQL["update-workflow"],
+        SQL["delete-workflow"],
+    ),
+}
+
+
 async def _no_hook(*_: Any) -> None:
     return None
 
@@ -30,7 +95,7 @@ async def _no_hook(*_: Any) -> None:
 @dataclass
 class ResourceSpec:
     name: str  # audit/event noun: "email_template"
-    sql: str  # SQL suffix: "template" -> get-template ...
+    sql: str  # key of CRUD_QUERIES: "template"
     path: str  # "/api/email-templates/"
     tag: str
     perm: str  # matrix resource: "templates"
@@ -65,19 +130,20 @@ class ResourceSpec:
 def register(api: Api, spec: ResourceSpec) -> None:
     """Declare list/get/create/update/delete for `spec` on `api`."""
     title = spec.title or spec.name.replace("_", " ")
+    sql = CRUD_QUERIES[spec.sql]
     item = spec.path + "{id}/"
 
     async def list_items(call: Call) -> Page:
         await spec.before_list(call)
         limit, offset = call.limit_offset
         values = [call.query[f.name] for f in spec.filters]
-        rows = await call.db.fetch(SQL[f"list-{spec.sql}"], call.company_id, *values, limit, offset)
+        rows = await call.db.fetch(sql.list, call.company_id, *values, limit, offset)
         page = call.page(rows)
         page.rows = [spec.out(call, r) for r in page.rows]
         return page
 
     async def get_item(call: Call) -> dict[str, Any]:
-        row = await call.db.fetchrow(SQL[f"get-{spec.sql}"], call.ids["id"], call.company_id)
+        row = await call.db.fetchrow(sql.get, call.ids["id"], call.company_id)
         if row is None:
             raise NotFound(title)
         result = spec.out(call, row)
@@ -88,20 +154,20 @@ def register(api: Api, spec: ResourceSpec) -> None:
     async def create_item(call: Call) -> dict[str, Any]:
         data = dict(call.body or {})
         await spec.before_create(call, data)
-        row = await call.db.fetchrow(SQL[f"insert-{spec.sql}"], call.company_id, call.user_id, data)
+        row = await call.db.fetchrow(sql.insert, call.company_id, call.user_id, data)
         result = spec.out(call, row)
         call.audit(f"{spec.name}.create", spec.name, row["id"], None, spec.audited(call, row))
         await spec.after_write(call, "create", row)
         return result
 
     async def update_item(call: Call) -> dict[str, Any]:
-        current = await call.db.fetchrow(SQL[f"lock-{spec.sql}"], call.ids["id"], call.company_id)
+        current = await call.db.fetchrow(sql.lock, call.ids["id"], call.company_id)
         if current is None:
             raise NotFound(title)
         data = dict(call.body or {})
         await spec.before_update(call, data, current)
         row = await call.db.fetchrow(
-            SQL[f"update-{spec.sql}"], call.ids["id"], call.company_id, call.user_id, data
+            sql.update, call.ids["id"], call.company_id, call.user_id, data
         )
         result = spec.out(call, row)
         call.audit(
@@ -115,11 +181,11 @@ def register(api: Api, spec: ResourceSpec) -> None:
         return result
 
     async def delete_item(call: Call) -> None:
-        current = await call.db.fetchrow(SQL[f"lock-{spec.sql}"], call.ids["id"], call.company_id)
+        current = await call.db.fetchrow(sql.lock, call.ids["id"], call.company_id)
         if current is None:
             raise NotFound(title)
         await spec.before_delete(call, current)
-        row = await call.db.fetchrow(SQL[f"delete-{spec.sql}"], call.ids["id"], call.company_id)
+        row = await call.db.fetchrow(sql.delete, call.ids["id"], call.company_id)
         call.audit(f"{spec.name}.delete", spec.name, row["id"], spec.audited(call, current), None)
         await spec.after_write(call, "delete", row)
 

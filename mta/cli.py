@@ -327,7 +327,7 @@ def cmd_credentials_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from mta import queue
+    from mta import queue, tenants
     from mta.progress import Progress
 
     config = load_config(args.config)
@@ -341,9 +341,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         async def work(db: Any) -> int:
             company_id = None
             if args.company:
-                company_id = await db.fetchval(
-                    "SELECT id FROM companies WHERE name = $1", args.company
-                )
+                company_id = await tenants.company_by_name(db, args.company)
                 if company_id is None:
                     raise ConfigError(f"no company named {args.company!r}")
             progress = Progress(f"queue {action}")

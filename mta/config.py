@@ -330,7 +330,9 @@ _DURATION_KEYS = {
 }
 
 
-def _build(cls: type, data: dict[str, Any], where: str, durations: set[str] = frozenset()) -> Any:
+def _build(
+    cls: type, data: dict[str, Any], where: str, durations: frozenset[str] | set[str] = frozenset()
+) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table")
     known = {f.name: f for f in dataclasses.fields(cls)}

@@ -3,8 +3,9 @@
 With no `database.url` the daemon starts a private PostgreSQL (the `pgserver` package) in
 `<state_dir>/pgdata`, reached over a Unix socket (mta/embedded_postgres.py); the same SQL runs
 against an external server in production. Migrations are numbered `.sql` files in each
-package's `schema/` folder, applied in order inside one transaction each and recorded in
-`schema_migrations`.
+package's `schema/` folder, applied in order and recorded in `schema_migrations`: all pending
+migrations in ONE transaction, under an advisory lock, so a failing migration leaves the schema
+as it was and other daemons starting at the same moment wait, then find nothing left to do.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[Migration]:
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations; returns the ids applied. Safe to run from several daemons."""
+    """Apply every pending migration in one transaction; returns the ids applied. Safe to run
+    from several daemons (they queue on the advisory lock)."""
     done: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import ClassVar
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 
 
 class Queries:
-    """The queries of one package's `sql/` folder, looked up as `q["claim-due-recipients"]`."""
+    """The queries of one package's `sql/` folder, looked up as `q["claim-due-recipients"]`.
+    One object per package: every `Queries("mta")` is the same, read once.
+    tests/mta/test_queries.py checks that every name the code asks for exists."""
 
-    def __init__(self, package: str) -> None:
+    _loaded: ClassVar[dict[str, Queries]] = {}
+
+    def __new__(cls, package: str) -> Queries:
+        if package not in cls._loaded:
+            queries = super().__new__(cls)
+            queries._read(package)
+            cls._loaded[package] = queries
+        return cls._loaded[package]
+
+    def _read(self, package: str) -> None:
         self._sql: dict[str, str] = {}
         folder = resources.files(package) / "sql"
         for f in sorted(folder.iterdir(), key=lambda f: f.name):

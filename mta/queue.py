@@ -244,6 +244,12 @@ OPERATOR_ACTIONS = {
     "release": ("held",),
     "delete": ("queued", "deferred", "held"),
 }
+_OPERATOR_QUERIES = {
+    "retry": SQL["queue-retry"],
+    "hold": SQL["queue-hold"],
+    "release": SQL["queue-release"],
+    "delete": SQL["queue-delete"],
+}
 
 
 async def operate(
@@ -267,7 +273,7 @@ async def operate(
     )
     done = 0
     while True:
-        rows = await db.fetch(SQL[f"queue-{action}"], *filters, batch)
+        rows = await db.fetch(_OPERATOR_QUERIES[action], *filters, batch)
         done += len(rows)
         if progress is not None:
             progress(done, max(candidates, done))

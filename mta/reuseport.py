@@ -8,9 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from mta.config import parse_hostport
+
+if TYPE_CHECKING:
+    import uvicorn
 
 BACKLOG = 4096
 
@@ -29,6 +33,18 @@ def listening_socket(address: str, default_port: int, key: str) -> socket.socket
     return sock
 
 
+def signal_free_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves SIGTERM and SIGHUP to the daemon, which owns them."""
+    import uvicorn
+
+    class SignalFreeServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return SignalFreeServer(config)
+
+
 class ReuseportServer:
     """An ASGI app under uvicorn on a SO_REUSEPORT socket, in the running event loop."""
 
@@ -44,7 +60,7 @@ class ReuseportServer:
         import uvicorn
 
         sock = listening_socket(address, default_port, key)
-        server = uvicorn.Server(
+        server = signal_free_server(
             uvicorn.Config(
                 self.app,
                 log_config=None,
@@ -55,7 +71,6 @@ class ReuseportServer:
                 timeout_keep_alive=30,
             )
         )
-        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM
         self.server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name=self.name)
         while not server.started and not self._task.done():  # noqa: ASYNC110 (uvicorn's flag)

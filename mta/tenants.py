@@ -20,6 +20,11 @@ async def ensure_company(db: asyncpg.Pool | asyncpg.Connection, name: str) -> in
     return await db.fetchval(SQL["ensure-company"], name)
 
 
+async def company_by_name(db: asyncpg.Pool | asyncpg.Connection, name: str) -> int | None:
+    """The id of the company called `name`, None when there is none."""
+    return await db.fetchval(SQL["company-by-name"], name)
+
+
 async def sync_sending_domains(db: asyncpg.Pool | asyncpg.Connection, config: Config) -> None:
     """Write the config's sending domains (and their companies) to the database."""
     for domain in config.sending_domains:

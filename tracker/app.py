@@ -19,9 +19,7 @@ rarer pages are ordinary Starlette routes (`tracker.pages`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -29,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mta import metrics as mta_metrics
 from tracker.events import EventWriter
@@ -37,10 +36,6 @@ from tracker.machine import MachineRules
 from tracker.pages import PageError, Pages, page_error
 from tracker.prepare import Links
 from tracker.tokens import TokenCodec, TokenError, TokenKind
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The smallest transparent GIF: 1x1, one-colour palette, transparent index 0 (43 bytes).
 GIF = (

@@ -1,3 +1,6 @@
+-- Bounce processing: claiming stored inbound mail, the events and suppressions it yields, the
+-- per-tenant policy's inputs, reputation signals, and the suppressions API.
+
 -- name: claim-inbound
 -- Locks up to $1 unprocessed inbound messages, oldest first. SKIP LOCKED: several daemons
 -- process the same table without taking the same message; the caller's transaction marks

@@ -90,7 +90,7 @@ async def get_settings(call: Call) -> dict[str, Any]:
 async def update_settings(call: Call) -> dict[str, Any]:
     before = await _settings(call)
     data = dict(call.body or {})
-    sections = {k: data.pop(k) for k in ("approval", "sending") if k in data}
+    sections: dict[str, Any] = {k: data.pop(k) for k in ("approval", "sending") if k in data}
     # Parsed by the rules that will read them, so a bad document is refused now (422).
     if "approval" in sections:
         cs.ApprovalPolicy.from_settings(sections)

@@ -1,3 +1,5 @@
+-- Campaign analytics: queue-side counts (recipients, delivered) and the summary across campaigns.
+
 -- name: campaign-queue-counts
 -- The mail queue's recipient rows of campaign $2 (company $1): all of them, and those
 -- delivered (analytics take the larger of these and the campaign's own counters).

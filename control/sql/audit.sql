@@ -1,3 +1,5 @@
+-- The audit log: one row per change made through the control API.
+
 -- name: insert-audit
 -- One audit row: $1 company, $2 user, $3 API key, $4 action, $5 resource, $6 resource id,
 -- $7 before, $8 after, $9 client address, $10 request id.

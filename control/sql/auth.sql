@@ -1,3 +1,5 @@
+-- Users' credentials, sessions, refresh tokens, login throttling, TOTP and API keys.
+
 -- name: insert-user
 -- Creates user $2 (lower-cased email) in company $1 with role $4 and argon2 hash $5.
 INSERT INTO users (company_id, email, full_name, role, password_hash)

@@ -1,3 +1,5 @@
+-- Email campaigns: CRUD, the references they need, codes, audience size and approval.
+
 -- name: list-campaign
 -- Company $1's campaigns filtered by $2 campaign_status, $3 campaign_type, $4 approval_status,
 -- $5 target_list_id, $6/$7 scheduled_send_date range (from, to), $8 text in name/code/subject;

@@ -1,3 +1,5 @@
+-- Contacts and list memberships, erasure (GDPR) and a contact's messages.
+
 -- name: list-contact
 -- Company $1's contacts filtered by $2 text in address/name, $3 list membership (effective:
 -- subscribed to list $3), $4 opt-in state; $5 limit, $6 offset.

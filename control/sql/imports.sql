@@ -1,3 +1,5 @@
+-- CSV contact imports (progress, set-wise insert of a batch) and list exports.
+
 -- name: start-import
 -- A running import into list $2 of company $1 by user $3 of a body of $4 bytes (NULL: unknown).
 INSERT INTO contact_imports (company_id, list_id, created_by_user_id, bytes_total)

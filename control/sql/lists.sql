@@ -1,3 +1,5 @@
+-- Email lists: CRUD and the campaigns that target a list.
+
 -- name: list-list
 -- Company $1's lists filtered by $2 is_active, $3 list_type, $4 text in name/code; $5 limit,
 -- $6 offset. Subscriber counts: list_subscriber_counts (control/schema).

@@ -1,3 +1,5 @@
+-- The periodic rollup of campaign counters from the queue and tracking events.
+
 -- name: performance-rollup
 -- Campaign counters recomputed for the campaigns in flight: being sent or sent within $1
 -- seconds, or with a tracking event within $2 seconds. Delivered: recipients the MX accepted;

@@ -1,3 +1,5 @@
+-- Company profiles: settings, MFA requirements and campaign code numbering.
+
 -- name: mfa-required-for
 -- The actions company $1 requires a TOTP-verified session for.
 SELECT mfa_required_for FROM company_profiles WHERE company_id = $1;

@@ -1,3 +1,5 @@
+-- Email templates: CRUD and the campaigns that use a template.
+
 -- name: list-template
 -- Company $1's templates filtered by $2 is_active, $3 template_type, $4 category, $5 text in
 -- name/code; $6 limit, $7 offset. `total` counts every match.

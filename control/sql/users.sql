@@ -1,3 +1,5 @@
+-- Users of a company as the users API manages them (roles, passwords, admins).
+
 -- name: list-user
 -- Company $1's users filtered by $2 role, $3 is_active, $4 text in email/name; $5 limit,
 -- $6 offset.

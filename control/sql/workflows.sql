@@ -1,3 +1,5 @@
+-- Automation workflows: CRUD and the campaigns they link.
+
 -- name: list-workflow
 -- Company $1's workflows filtered by $2 is_active, $3 workflow_type, $4 text in name/code;
 -- $5 limit, $6 offset.

@@ -1,3 +1,5 @@
+-- Per-site send budgets (token buckets) shared by every daemon on the database.
+
 -- name: take-site-tokens
 -- Takes up to $4 whole tokens from site $1's bucket (refilled at $2 tokens per second, holding
 -- at most $3), creating the bucket full on first use. Returns how many were granted and what

@@ -1,3 +1,5 @@
+-- Connection slots: how many SMTP connections each daemon holds to a site, cluster-wide.
+
 -- name: take-connection-slot
 -- Takes the lowest free connection slot of site $1 (slots 0..$2-1) for node $3 for $4 seconds.
 -- A slot whose lease ran out is free. Two nodes racing for one slot: the second finds it taken

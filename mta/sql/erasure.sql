@@ -1,3 +1,5 @@
+-- Erased addresses (GDPR): kept as hashes so they are never mailed again.
+
 -- name: suppress-erased-address
 -- Company $1 must never mail address $2 again, which is about to be erased: its SHA-256 (of the
 -- lower-cased address) goes on the hashed suppression list with reason $3. Idempotent.

@@ -1,3 +1,5 @@
+-- Inbound mail to the bounce domain, stored before the bounce processor reads it.
+
 -- name: store-inbound-message
 -- Keeps one message received for the bounce domain. $1 recipient id or NULL, $2 envelope
 -- sender, $3 envelope recipient, $4 raw message.

@@ -1,3 +1,5 @@
+-- The mail queue: enqueue, claim with leases, outcomes, status, and the operator's actions.
+
 -- name: enqueue-message
 -- Stores one message body and a row per envelope recipient, in one statement (one commit).
 -- Recipients already suppressed for the company (in clear, or as the hash of an erased address)

@@ -1,3 +1,6 @@
+-- Sending domains managed at run time and their DKIM keys (mta/sending_domains.py): who may
+-- send From what, the keys to sign with, and the state of each DNS check and rotation.
+
 -- name: company-may-send-from
 -- Whether company $1 may send From domain $2: a domain of the config always; one added at run
 -- time once a DKIM key of it is active (verified in DNS), or at once when $3 is false (the

@@ -1,3 +1,5 @@
+-- Tenants: companies, their sending domains and their SMTP/API credentials.
+
 -- name: ensure-company
 -- Returns the id of company $1, creating it when missing.
 WITH ins AS (

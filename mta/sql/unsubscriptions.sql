@@ -1,3 +1,5 @@
+-- Unsubscribes per list or from all lists, as the tracker and bounce processor record them.
+
 -- name: unsubscribe
 -- Records that $2 (lower-cased) wants no more marketing mail from company $1 on list $3
 -- (0 = all lists). Idempotent: the first record and its evidence are kept.

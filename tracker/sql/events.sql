@@ -1,3 +1,5 @@
+-- Tracking events: counts per campaign and recipient, timelines, retention purges.
+
 -- name: campaign-counts
 -- Opens, clicks and unsubscribes of campaign $2 of company $1: raw and human-only, totals and
 -- unique recipients, one row per event kind.

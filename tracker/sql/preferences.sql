@@ -1,3 +1,5 @@
+-- The subscription preference page: a contact's lists and joining one.
+
 -- name: list-preferences
 -- The lists to offer address $2 of company $1 on the preference page (list $3: the message's),
 -- by name, with its membership and list unsubscription (control/schema/0006).
