@@ -54,7 +54,7 @@ def register(sub: Any, add_config: Callable[[argparse.ArgumentParser], None]) ->
     p.set_defaults(func=cmd_suppressions_list)
     p = supp.add_parser("lift", help="lift a suppression: the address may be sent to again")
     add_config(p)
-    p.add_argument("address")
+    p.add_argument("address", help="the suppressed address")
     p.add_argument("--company", required=True, help="company (tenant) name")
     p.set_defaults(func=cmd_suppressions_lift)
 

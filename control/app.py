@@ -33,6 +33,8 @@ from control.responses import ApiJSONResponse
 from control.routes import ALL_APIS
 from control.spamd import SpamdClient
 from mta.config import Config, ControlConfig, parse_hostport
+from mta.domain_keys import KeySeal
+from mta.sending_domains import DomainManager
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -49,6 +51,7 @@ class Services:
     hub: EventHub
     spamd: SpamdClient | None = None
     max_age: float = 5 * 86400.0  # delivery.max_age: how long test sends may wait in the queue
+    domains: DomainManager | None = None  # sending domains (mta/sending_domains.py)
 
 
 def jwt_secret(config: Config, server_secret: bytes) -> bytes:
@@ -142,6 +145,7 @@ def create_app(
         if control.spamd
         else None,
         max_age=config.delivery.max_age,
+        domains=DomainManager(db, config, KeySeal(server_secret)),
     )
     content_pool.configure(control.content_check_processes, control.content_check_timeout)
     endpoints = [e for api in ALL_APIS for e in api.endpoints]

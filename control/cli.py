@@ -134,7 +134,9 @@ def add_commands(sub: Any, add_config: AddConfig) -> None:
         p.add_argument("--email", required=True, help="login address")
         p.add_argument("--name", default="", help="full name")
         if with_role:
-            p.add_argument("--role", required=True, choices=sorted(ROLES))
+            p.add_argument(
+                "--role", required=True, choices=sorted(ROLES), help="the user's role (RBAC)"
+            )
         p.add_argument(
             "--password-stdin",
             action="store_true",

@@ -16,6 +16,7 @@ import asyncpg
 from control import campaign_status as cs
 from control.content_pool import ContentCheckTimeout
 from mta import http_errors
+from mta import sending_domains as sd
 from mta.http_errors import (  # noqa: F401 - re-exported: control's errors in one place
     BadRequest,
     BodyTooLarge,
@@ -127,7 +128,7 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
     common = common_error(exc, "the database is unavailable; try again later")
     if common is not None:
         return common
-    mapped = _campaign_rule(exc)
+    mapped = _campaign_rule(exc) or _sending_domain(exc)
     if mapped is not None:
         return mapped[0], mapped[1], {}
     if isinstance(exc, ContentCheckTimeout):
@@ -148,6 +149,20 @@ def error_body(exc: BaseException, request_id: str = "") -> tuple[int, dict[str,
         return 422, error_json("validation_failed", f"invalid value: {exc}", {}), {}
     log.error("unhandled error in request %s", request_id, exc_info=exc)
     return 500, error_json("internal_error", "internal error", {"request_id": request_id}), {}
+
+
+def _sending_domain(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
+    """mta's sending-domain refusals (mta/sending_domains.py) as responses."""
+    message = str(exc)
+    if isinstance(exc, sd.DomainNotFound):
+        return 404, error_json("not_found", message, {})
+    if isinstance(exc, sd.DomainTaken):
+        return 409, error_json("domain_taken", message, {})
+    if isinstance(exc, sd.NotManaged):
+        return 409, error_json("domain_in_config", message, {})
+    if isinstance(exc, sd.InvalidDomain):
+        return 422, error_json("validation_failed", message, {"fields": {"domain": message}})
+    return None
 
 
 def _campaign_rule(exc: BaseException) -> tuple[int, dict[str, Any]] | None:

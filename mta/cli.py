@@ -15,9 +15,12 @@ from mta.config import Config, ConfigError, load_config
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a parser where --config is not given leaves the value another level parsed,
+    # so `sendmill --config F queue retry` and `sendmill queue --config F retry` both work.
     parser.add_argument(
         "--config",
         metavar="PATH",
+        default=argparse.SUPPRESS,
         help="TOML config (default: $SENDMILL_CONFIG, else configs/sendmill.toml)",
     )
 
@@ -61,6 +64,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new deployment in DIR: a commented config, an env file with a fresh server secret
+    (mode 0600) and the state directory."""
+    import secrets
+    import socket
+    from importlib import resources
+
+    folder = Path(args.dir).absolute()
+    config, env = folder / "sendmill.toml", folder / "env"
+    state = Path(args.state_dir).absolute() if args.state_dir else folder / "state"
+    if (config.exists() or env.exists()) and not args.force:
+        print(f"sendmill: {config} or {env} exists (use --force to replace)", file=sys.stderr)
+        return 1
+    hostname = args.hostname or socket.getfqdn()
+    template = (resources.files("mta") / "deployment.toml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o750, parents=True, exist_ok=True)
+    config.write_text(template.replace("@HOSTNAME@", hostname).replace("@STATE_DIR@", str(state)))
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "# Secrets of this Sendmill deployment (systemd: EnvironmentFile=). Keep it 0600.\n"
+            f"SENDMILL_SECRET={secrets.token_hex(32)}\n"
+            "# SENDMILL_DATABASE__URL=postgresql://sendmill@localhost/sendmill\n"
+        )
+    print(f"wrote {config}\nwrote {env} (the server secret; mode 0600)\ncreated {state}")
+    print("next: edit the config, then")
+    print(f"  set -a; . {env}; set +a")
+    print(f"  sendmill check-config --config {config}")
+    print(f"  sendmill serve --config {config}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from mta import database
 
@@ -72,6 +108,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     applied = asyncio.run(_with_db(config, work))
     print("\n".join(f"applied {m}" for m in applied) or "schema is up to date")
+    return 0
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """The embedded PostgreSQL: status, start (runs until stopped), stop."""
+    from mta import embedded_postgres as pg
+
+    config = load_config(args.config)
+    if config.database.url:
+        print("sendmill: database.url is set: the database is an external server, not embedded")
+        return 0 if args.db_command == "status" else 2
+    state = config.state_path
+    try:
+        if args.db_command == "start":
+            print(f"embedded PostgreSQL running: {pg.start(state)}")
+            print("it runs until `sendmill db stop`")
+            return 0
+        if args.db_command == "stop":
+            pg.stop(state, force=args.force)
+            print("embedded PostgreSQL stopped")
+            return 0
+    except pg.EmbeddedPostgresError as exc:
+        print(f"sendmill: {exc}", file=sys.stderr)
+        return 1
+    status = pg.status(state)
+    print(f"data directory: {status.pgdata}{'' if status.initialised else ' (not created yet)'}")
+    if status.running_pid is None:
+        print("server: stopped")
+        return 3  # like `systemctl status` / LSB: not running
+    owner = "the operator (sendmill db start)" if status.operator_started else "its users"
+    print(f"server: running, pid {status.running_pid}; stopped by {owner}")
+    print(f"used by: {', '.join(map(str, status.users)) or 'no process'}")
+    print(f"setup log: {state / pg.SETUP_LOG}; server log: {status.pgdata / 'log'}")
     return 0
 
 
@@ -95,6 +167,108 @@ def cmd_dkim_generate(args: argparse.Namespace) -> int:
         f'dkim = [{{ selector = "{args.selector}", key_file = "{out}", '
         f'algorithm = "{args.algorithm}" }}]'
     )
+    return 0
+
+
+def cmd_dkim_show(args: argparse.Namespace) -> int:
+    """The TXT record of every key of a domain: from the config's key files, or the database."""
+    from mta.dkim import DkimError, public_txt_record
+    from mta.dns import to_ascii
+
+    config = load_config(args.config)
+    domain = to_ascii(args.domain)
+    configured = config.sending_domain(domain)
+    if configured is not None and configured.dkim:
+        for key in configured.dkim:
+            try:
+                record = public_txt_record(Path(key.key_file), key.algorithm)
+            except DkimError as exc:
+                print(f"sendmill: {exc}", file=sys.stderr)
+                return 1
+            _print_txt(f"{key.selector}._domainkey.{domain}", record, "config")
+        return 0
+    view = _run_domains(config, lambda m: m.get(None, domain))
+    if view is None:
+        return 1
+    for record in view["records"]:
+        if record["purpose"] == "dkim":
+            _print_txt(record["name"], record["value"], record["key_state"])
+    return 0
+
+
+def _print_txt(name: str, value: str, state: str) -> None:
+    strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+    print(f"{name}. IN TXT {strings}  ; {state}")
+
+
+# --- sending domains --------------------------------------------------------------------------
+
+
+def _run_domains(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work` with a DomainManager; prints a refusal and returns None."""
+    from mta import database
+    from mta.domain_keys import KeySeal
+    from mta.secret import server_secret
+    from mta.sending_domains import DomainManager, SendingDomainError
+
+    async def with_manager(pool: Any) -> Any:
+        async with pool.acquire() as conn:
+            await database.migrate(conn)
+        return await work(DomainManager(pool, config, KeySeal(server_secret(config))))
+
+    try:
+        return asyncio.run(_with_db(config, with_manager))
+    except SendingDomainError as exc:
+        print(f"sendmill: {exc}", file=sys.stderr)
+        return None
+
+
+def _print_domain(view: dict[str, Any]) -> None:
+    state = "sendable" if view["sendable"] else "not sendable yet (DKIM not verified)"
+    print(f"{view['domain']}  company {view['company']}  {view['origin']}  {state}")
+    for key in view["dkim_keys"]:
+        print(f"  DKIM {key['selector']} {key['algorithm']} {key['state']}")
+    checked = {(f["purpose"], f["name"]): f for f in view["last_check"] or []}
+    print("  records to publish:")
+    for record in view["records"]:
+        found = checked.get((record["purpose"], record["name"]))
+        status = f"  ; {found['status']} {found['detail']}".rstrip() if found else ""
+        optional = "" if record["required"] else " (optional)"
+        print(f"    {record['zone_line']}{optional}{status}")
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    action = args.domains_command
+
+    async def work(manager: Any) -> Any:
+        company_id = None
+        if args.company:
+            company_id = await manager.company(args.company, create=action == "add")
+        if action == "list":
+            return await manager.list(company_id)
+        if action == "add":
+            return await manager.add(company_id, args.domain, ed25519=args.ed25519)
+        if action == "show":
+            return await manager.get(company_id, args.domain)
+        if action == "verify":
+            return await manager.verify(company_id, args.domain)
+        if action == "rotate":
+            return await manager.rotate(company_id, args.domain, ed25519=args.ed25519 or None)
+        await manager.delete(company_id, args.domain)
+        return "deleted"
+
+    result = _run_domains(config, work)
+    if result is None:
+        return 1
+    if action == "list":
+        for view in result:
+            state = "sendable" if view["sendable"] else "pending"
+            print(f"{view['domain']:<40} {view['company']:<20} {view['origin']:<7} {state}")
+    elif action == "delete":
+        print(f"{args.domain}: deleted")
+    else:
+        _print_domain(result)
     return 0
 
 
@@ -132,6 +306,7 @@ def cmd_credentials_list(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     rows = asyncio.run(_with_db(config, lambda db: db.fetch(Queries("mta")["list-credentials"])))
+    print(f"{'id':>5}  {'kind':<4}  {'company':<20} {'login / key':<32} status")
     for r in rows:
         name = r["username"] or f"sm_{r['key_prefix']}_…"
         status = "revoked" if r["revoked_at"] else "active"
@@ -246,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sendmill", description="Sendmill: a self-hosted email sending server."
     )
+    _add_config(parser)
+    parser.set_defaults(config=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the daemon until SIGTERM")
@@ -256,9 +433,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser(
+        "init", help="write a commented config, a secret and a state directory for a deployment"
+    )
+    p.add_argument("dir", nargs="?", default=".", help="where (default: the current directory)")
+    p.add_argument("--hostname", help="the server's name (default: this host's FQDN)")
+    p.add_argument("--state-dir", help="the state directory (default: DIR/state)")
+    p.add_argument("--force", action="store_true", help="replace an existing config and env")
+    p.set_defaults(func=cmd_init)
+
     p = sub.add_parser("migrate", help="apply pending database migrations")
     _add_config(p)
     p.set_defaults(func=cmd_migrate)
+
+    db = sub.add_parser(
+        "db", help="the embedded PostgreSQL (no database.url): status, start, stop"
+    ).add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("status", "whether it runs, its pid and the processes using it (exit 3: stopped)"),
+        ("start", "start it and keep it running until `sendmill db stop`"),
+        ("stop", "stop it (refused while a daemon or command uses it)"),
+    ):
+        p = db.add_parser(name, help=text)
+        _add_config(p)
+        if name == "stop":
+            p.add_argument("--force", action="store_true", help="stop it even while in use")
+        p.set_defaults(func=cmd_db)
 
     dkim = sub.add_parser("dkim", help="DKIM keys").add_subparsers(
         dest="dkim_command", required=True, metavar="ACTION"
@@ -268,10 +468,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("domain", help="the sending domain, e.g. example.com")
     p.add_argument("--selector", required=True, help="DKIM selector, e.g. s2026")
-    p.add_argument("--algorithm", default="rsa-sha256", choices=["rsa-sha256", "ed25519-sha256"])
+    p.add_argument(
+        "--algorithm",
+        default="rsa-sha256",
+        choices=["rsa-sha256", "ed25519-sha256"],
+        help="key type (default rsa-sha256, 2048 bits)",
+    )
     p.add_argument("--out", metavar="PATH", help="key file (default DOMAIN.SELECTOR.pem)")
     p.add_argument("--force", action="store_true", help="replace an existing key file")
     p.set_defaults(func=cmd_dkim_generate)
+    p = dkim.add_parser("show", help="print the DNS TXT record of every key of a domain")
+    _add_config(p)
+    p.add_argument("domain", help="a sending domain (from the config or added at run time)")
+    p.set_defaults(func=cmd_dkim_show)
+
+    domains = sub.add_parser(
+        "domains", help="sending domains managed at run time (also the control API)"
+    ).add_subparsers(dest="domains_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "list sending domains"),
+        ("add", "add a domain for a company: DKIM keys generated, records printed"),
+        ("show", "a domain, its keys and the DNS records to publish"),
+        ("verify", "check the domain's records in DNS now; verified keys start signing"),
+        ("rotate", "new DKIM keys under a new selector (the old stay published a while)"),
+        ("delete", "remove a domain added at run time, and its keys"),
+    ):
+        p = domains.add_parser(name, help=text)
+        _add_config(p)
+        if name != "list":
+            p.add_argument("domain", help="the sending domain, e.g. mail.example.com")
+        p.add_argument(
+            "--company",
+            required=name == "add",
+            help="company (tenant) name" + ("" if name == "add" else "; default: any"),
+        )
+        if name in ("add", "rotate"):
+            p.add_argument("--ed25519", action="store_true", help="an Ed25519 key beside RSA")
+        p.set_defaults(func=cmd_domains)
 
     creds = sub.add_parser("credentials", help="SMTP logins and API keys").add_subparsers(
         dest="credentials_command", required=True, metavar="ACTION"
@@ -279,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = creds.add_parser("create", help="create an SMTP login or an API key for a company")
     _add_config(p)
     p.add_argument("--company", default="default", help="company (tenant) name")
-    p.add_argument("--kind", choices=["smtp", "api"], default="smtp")
+    p.add_argument(
+        "--kind", choices=["smtp", "api"], default="smtp", help="SMTP login or HTTP API key"
+    )
     p.add_argument("--username", help="SMTP login name (default: generated)")
     p.add_argument("--note", default="", help="description shown in listings")
     p.set_defaults(func=cmd_credentials_create)
@@ -288,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_credentials_list)
     p = creds.add_parser("revoke", help="revoke a credential by id")
     _add_config(p)
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, help="the credential's id (see credentials list)")
     p.set_defaults(func=cmd_credentials_revoke)
 
     p = sub.add_parser(
@@ -316,12 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="submit one message over SMTP (smoke test)")
     _add_config(p)
-    p.add_argument("--from", dest="sender", required=True)
-    p.add_argument("--to", action="append", required=True)
-    p.add_argument("--subject", default="Sendmill test message")
+    p.add_argument("--from", dest="sender", required=True, help="the From address")
+    p.add_argument("--to", action="append", required=True, help="a recipient (repeatable)")
+    p.add_argument("--subject", default="Sendmill test message", help="the Subject")
     p.add_argument("--body", help="text body (default: read stdin)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--password", default=os.environ.get("SENDMILL_SMTP_PASSWORD"))
+    p.add_argument("--username", required=True, help="SMTP login (credentials create)")
+    p.add_argument(
+        "--password",
+        default=os.environ.get("SENDMILL_SMTP_PASSWORD"),
+        help="SMTP password (default: $SENDMILL_SMTP_PASSWORD)",
+    )
     p.add_argument("--server", help="host:port (default: smtp.listen from the config)")
     p.set_defaults(func=cmd_send)
 
@@ -345,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sendmill: config error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `sendmill bounce parse ... | head`: the reader has had enough; end quietly, and keep
+        # Python from complaining again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

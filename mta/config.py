@@ -241,6 +241,17 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class DomainsConfig:
+    """Sending domains managed at run time (mta/sending_domains.py)."""
+
+    # false: an added domain sends before its DKIM record verifies (development only)
+    require_verified_dkim: bool = True
+    verify_interval: float = 3600.0  # live DNS check of every managed domain; 0: off
+    rotation_overlap: float = 7 * 86400.0  # a rotated-out key stays published this long
+    refresh_interval: float = 2.0  # how soon every daemon signs with a new or rotated key
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"  # json | text
@@ -260,6 +271,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    domains: DomainsConfig = field(default_factory=DomainsConfig)
     limits: dict[str, DomainLimits] = field(default_factory=lambda: {"default": DomainLimits()})
     routes: tuple[Route, ...] = ()
     sending_domains: tuple[SendingDomain, ...] = ()
@@ -305,6 +317,7 @@ _SECTIONS = {
     "log": LogConfig,
     "tracker": TrackerConfig,
     "control": ControlConfig,
+    "domains": DomainsConfig,
 }
 _DURATION_KEYS = {
     "delivery": {
@@ -328,6 +341,7 @@ _DURATION_KEYS = {
         "performance_interval",
         "content_check_timeout",
     },
+    "domains": {"verify_interval", "rotation_overlap", "refresh_interval"},
 }
 
 
@@ -506,6 +520,8 @@ def _validate(config: Config) -> None:
     if config.control.listen is not None:
         parse_hostport(config.control.listen, 8080, "control.listen")
     _validate_rate(config.control.rate_limit, "control.rate_limit")
+    if config.domains.refresh_interval <= 0:
+        raise ConfigError("domains.refresh_interval: must be a positive duration")
     if config.log.format not in ("json", "text"):
         raise ConfigError("log.format: expected json or text")
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +25,17 @@ from typing import Any
 
 import asyncpg
 
-from mta import database, metrics, queue, site_signals, tenants
-from mta.config import Config, parse_hostport
+from mta import database, metrics, queue, reload, site_signals, tenants
+from mta.config import Config, ConfigError, load_config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.delivery import DeliveryEngine
-from mta.dkim import DkimSigners, ensure_keys
+from mta.dkim import DkimError, DkimSigners, ensure_keys
 from mta.dns import Resolver
+from mta.domain_keys import KeySeal
 from mta.logs import setup_logging
 from mta.queue import RecipientState
 from mta.secret import server_secret
+from mta.sending_domains import DomainManager, ManagedSigners
 from mta.service_process import run_process
 from mta.submission import SubmissionPolicy
 from mta.verp import Verp
@@ -55,12 +59,14 @@ def prepare_state(config: Config) -> None:
     for domain in config.sending_domains:
         for key in domain.dkim:
             record = ensure_keys(domain.domain, key.selector, Path(key.key_file), key.algorithm)
+            # The record itself in the message: text logs drop `extra` fields (issue 14).
             log.info(
-                "DKIM key for %s selector %s: publish TXT %s._domainkey.%s",
+                'DKIM key for %s selector %s: publish %s._domainkey.%s TXT "%s"',
                 domain.domain,
                 key.selector,
                 key.selector,
                 domain.domain,
+                record,
                 extra={"txt": record},
             )
 
@@ -127,17 +133,31 @@ def build_campaign_renderer(config: Config, db: asyncpg.Pool) -> object:
     return CampaignRenderer(db, campaign_links(config))
 
 
+def managed_signers(config: Config, db: asyncpg.Pool, signers: DkimSigners) -> ManagedSigners:
+    """Keeps `signers` current with the sending domains managed at run time."""
+    return ManagedSigners(
+        db,
+        signers,
+        KeySeal(server_secret(config)),
+        config.domains.refresh_interval,
+        config.domains.require_verified_dkim,
+    )
+
+
 async def start_engine(
     config: Config, db: asyncpg.Pool, url: str, index: int, share: int
-) -> DeliveryEngine:
+) -> tuple[DeliveryEngine, ManagedSigners]:
     from tracker.server import delivery_preparer
 
     bounce = build_bounce_processor(config, db)
+    signers = build_signers(config)
+    keys = managed_signers(config, db, signers)
+    await keys.start()
     engine = DeliveryEngine(
         config,
         db,
         build_resolver(config),
-        build_signers(config),
+        signers,
         Verp(server_secret(config), config.bounce.domain, config.bounce.local_part),
         node_name(config, index),
         share=share,
@@ -153,7 +173,7 @@ async def start_engine(
         engine.node,
     )
     await engine.start()
-    return engine
+    return engine, keys
 
 
 def _stop_event() -> asyncio.Event:
@@ -173,10 +193,11 @@ def delivery_process_main(config: Config, index: int, share: int) -> None:
     async def body(stop: asyncio.Event) -> None:
         url = await database.resolve_url(config)
         db = await database.connect(url, config.database.pool_size)
-        engine = await start_engine(config, db, url, index, share)
+        engine, keys = await start_engine(config, db, url, index, share)
         log.info("delivery process %d started as %s", index, engine.node)
         await stop.wait()
         await engine.stop()
+        await keys.stop()
         await db.close()
 
     run_process(config, body)
@@ -191,6 +212,8 @@ class Daemon:
     db: asyncpg.Pool | None = None
     url: str = ""
     engines: list[DeliveryEngine] = field(default_factory=list)
+    key_refreshers: list[ManagedSigners] = field(default_factory=list)
+    domain_checks: asyncio.Task[None] | None = None
     processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     smtp: object | None = None
     http: object | None = None
@@ -203,6 +226,7 @@ class Daemon:
     retention: object | None = None  # tracker.retention.EventsRetention
     bounce: object | None = None  # bounce.processor.BounceProcessor
     intake_db: asyncpg.Pool | None = None  # SMTP and HTTP submission (generic plans)
+    policy: SubmissionPolicy | None = None
     _announcing: set[asyncio.Task[None]] = field(default_factory=set)
     ready: bool = False
 
@@ -215,11 +239,22 @@ class Daemon:
         await self._start_intake()
         await self._start_tracker()
         await self._start_delivery()
+        if config.domains.verify_interval > 0:
+            self.domain_checks = asyncio.create_task(self._check_domains())
         if self.bounce is not None:
             # DSNs that report a reputation refusal slow the site down like a 421 would, in
             # every delivery process and daemon (announced through the database).
             self.bounce.on_reputation = self._slow_down_site  # type: ignore[attr-defined]
         self.ready = True
+        # The SMTP listeners log their own addresses; the HTTP ones are named here, once each
+        # (a listener served by several processes is still one address).
+        for name, address in (
+            ("HTTP API (submission, /metrics)", config.http.listen),
+            ("tracker", config.tracker.listen),
+            ("control API", config.control.listen),
+        ):
+            if address:
+                log.info("%s listening on %s", name, address)
         log.info("sendmill is up", extra={"hostname": config.hostname})
 
     async def _start_intake(self) -> None:
@@ -237,8 +272,12 @@ class Daemon:
         )
         intake = self.intake_db
         credentials = CredentialStore(intake)
-        policy = SubmissionPolicy(
-            intake, config.hostname, config.smtp.max_message_size, config.smtp.max_recipients
+        self.policy = policy = SubmissionPolicy(
+            intake,
+            config.hostname,
+            config.smtp.max_message_size,
+            config.smtp.max_recipients,
+            require_verified_dkim=config.domains.require_verified_dkim,
         )
         verp = Verp(server_secret(config), config.bounce.domain, config.bounce.local_part)
         self.bounce = build_bounce_processor(config, db)
@@ -303,6 +342,79 @@ class Daemon:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("queue sampling failed: %s", exc)
             await asyncio.sleep(self.config.http.metrics_sample_interval)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file, apply what can change live, log the rest as
+        needing a restart. A config that does not load is refused; the running one stays.
+        Nothing is closed, so no accepted mail and no open session is affected."""
+        if not self.ready:
+            log.warning("reload ignored: the daemon is still starting or stopping")
+            return
+        try:
+            new = load_config(self.config.source_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        found = reload.changes(self.config, new)
+        if not found:
+            log.info("reload: the configuration is unchanged")
+            return
+        try:
+            await self._apply(new, found)
+        except (ConfigError, DkimError, OSError, ssl.SSLError) as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        # Diffs stay against the running values: keys that need a restart keep being named.
+        self.config = dataclasses.replace(
+            self.config,
+            log=new.log,
+            smtp=dataclasses.replace(
+                self.config.smtp,
+                max_message_size=new.smtp.max_message_size,
+                max_recipients=new.smtp.max_recipients,
+                tls_cert=new.smtp.tls_cert,
+                tls_key=new.smtp.tls_key,
+            ),
+            sending_domains=new.sending_domains,
+            domains=dataclasses.replace(
+                self.config.domains, require_verified_dkim=new.domains.require_verified_dkim
+            ),
+        )
+        log.info(
+            "configuration reloaded: applied %s; needs a restart: %s",
+            ", ".join(found.live) or "nothing",
+            ", ".join(found.restart) or "nothing",
+        )
+
+    async def _apply(self, new: Config, found: reload.Changes) -> None:
+        """Apply the live keys of `new`; what can fail (certificates, DKIM keys) goes first."""
+        assert self.db is not None
+        live = set(found.live)
+        if live & {"smtp.tls_cert", "smtp.tls_key"} and self.smtp is not None:
+            self.smtp.reload_certificate(new)  # type: ignore[attr-defined]
+        if "sending_domains" in live:
+            prepare_state(new)
+            signers = build_signers(new)
+            await tenants.sync_sending_domains(self.db, new)
+            for keys in self.key_refreshers:
+                keys.signers.set_configured(signers)
+        if self.policy is not None:
+            self.policy.max_message_size = new.smtp.max_message_size
+            self.policy.max_recipients = new.smtp.max_recipients
+            self.policy.require_verified_dkim = new.domains.require_verified_dkim
+        if live & {"log.level", "log.format"}:
+            setup_logging(new.log.level, new.log.format)
+
+    async def _check_domains(self) -> None:
+        """The periodic live DNS check of the sending domains managed at run time."""
+        assert self.db is not None
+        manager = DomainManager(self.db, self.config, KeySeal(server_secret(self.config)))
+        while True:
+            try:
+                await manager.verify_due()
+            except Exception as exc:  # one failed round must not end the checks
+                log.warning("sending-domain DNS check failed: %s", exc)
+            await asyncio.sleep(min(self.config.domains.verify_interval, 60.0))
 
     async def _serve_http(self, app: object) -> None:
         import uvicorn
@@ -375,7 +487,9 @@ class Daemon:
         assert db is not None
         count = config.delivery.processes
         if count == 1:
-            self.engines.append(await start_engine(config, db, self.url, 0, 1))
+            engine, keys = await start_engine(config, db, self.url, 0, 1)
+            self.engines.append(engine)
+            self.key_refreshers.append(keys)
             return
         for index in range(count):
             self._spawn(delivery_process_main, (config, index, count), f"delivery-{index}")
@@ -384,8 +498,9 @@ class Daemon:
         """Stop accepting, finish in-flight transactions, release leases."""
         self.ready = False
         log.info("sendmill is stopping")
-        if self.sampler_task is not None:
-            self.sampler_task.cancel()
+        for task in (self.sampler_task, self.domain_checks):
+            if task is not None:
+                task.cancel()
         if self.smtp is not None:
             await self.smtp.stop(grace)
         if self.bounce is not None:
@@ -399,6 +514,8 @@ class Daemon:
             await self.control.stop(grace)
         for engine in self.engines:
             await engine.stop(grace)
+        for keys in self.key_refreshers:
+            await keys.stop()
         if self.tracker is not None:
             await self.tracker.stop(grace)
         if self.retention is not None:
@@ -431,6 +548,15 @@ def _install_uvloop() -> None:
 async def _serve(config: Config) -> None:
     daemon = Daemon(config)
     stop = _stop_event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    # Installed before start: SIGHUP's default action would end the daemon (exit 129).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup)
     await daemon.start()
     await stop.wait()
     await daemon.stop()

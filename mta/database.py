@@ -1,11 +1,11 @@
 """PostgreSQL access: the embedded server, the connection pool and schema migrations.
 
 With no `database.url` the daemon starts a private PostgreSQL (the `pgserver` package) in
-`<state_dir>/pgdata`, reached over a Unix socket; the same SQL runs against an external server
-in production. Migrations are numbered `.sql` files in each package's `schema/` folder, applied
-in order and recorded in `schema_migrations`: all pending migrations in ONE transaction, under an
-advisory lock, so a failing migration leaves the schema as it was and other daemons starting at
-the same moment wait, then find nothing left to do.
+`<state_dir>/pgdata`, reached over a Unix socket (mta/embedded_postgres.py); the same SQL runs
+against an external server in production. Migrations are numbered `.sql` files in each
+package's `schema/` folder, applied in order and recorded in `schema_migrations`: all pending
+migrations in ONE transaction, under an advisory lock, so a failing migration leaves the schema
+as it was and other daemons starting at the same moment wait, then find nothing left to do.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from mta import embedded_postgres
 from mta.config import Config
 
 log = logging.getLogger("sendmill.database")
@@ -43,18 +44,10 @@ class Migration:
         return f"{self.package}/{self.version}"
 
 
-def embedded_url(state_dir: Path, cleanup_mode: str | None = None) -> str:
-    """Start (or join) the embedded PostgreSQL in `state_dir/pgdata` and return its URL.
-
-    By default the server outlives this process, so a kill -9 of the daemon (or a second
-    daemon sharing it) never takes the database down with it; tests pass "stop".
-    """
-    import pgserver  # imported lazily: only the embedded mode needs it
-
-    pgdata = (state_dir / "pgdata").absolute()
-    pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
-    return server.get_uri()
+def embedded_url(state_dir: Path, cleanup_mode: str | None = "auto") -> str:
+    """Start (or join) the embedded PostgreSQL in `state_dir/pgdata` and return its URL; the
+    last process using it stops it (mta/embedded_postgres.py has the rules)."""
+    return embedded_postgres.url(state_dir, cleanup_mode)
 
 
 async def resolve_url(config: Config) -> str:

@@ -104,6 +104,13 @@ class DkimError(Exception):
 def generate_key(path: Path, algorithm: str = RSA_SHA256) -> str:
     """Write a new private key (PKCS#8 PEM, mode 0600) to `path`, replacing any file there, and
     return the DNS TXT record value that publishes its public half."""
+    pem, record = generate_pem(algorithm)
+    _write_private(Path(path), pem)
+    return record
+
+
+def generate_pem(algorithm: str = RSA_SHA256) -> tuple[bytes, str]:
+    """A new private key as PKCS#8 PEM, and the DNS TXT record value of its public half."""
     _check_algorithm(algorithm)
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     if algorithm == RSA_SHA256:
@@ -115,8 +122,7 @@ def generate_key(path: Path, algorithm: str = RSA_SHA256) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(Path(path), pem)
-    return _txt_record(key)
+    return pem, _txt_record(key)
 
 
 def public_txt_record(key_file: Path, algorithm: str) -> str:
@@ -148,9 +154,25 @@ class SigningKey:
     @classmethod
     def load(cls, domain: str, selector: str, key_file: Path, algorithm: str) -> SigningKey:
         """Read a PEM private key once; signing then never touches the file or parses PEM."""
+        _check_names(domain.lower(), selector)
+        return cls._of(domain, selector, _load_private_key(Path(key_file), algorithm), algorithm)
+
+    @classmethod
+    def from_pem(cls, domain: str, selector: str, pem: bytes, algorithm: str) -> SigningKey:
+        """A key kept in the database (mta/domain_keys.py) rather than in a file."""
+        _check_names(domain.lower(), selector)
+        where = f"key {selector}._domainkey.{domain}"
+        return cls._of(domain, selector, _parse_private_key(pem, algorithm, where), algorithm)
+
+    @classmethod
+    def _of(
+        cls,
+        domain: str,
+        selector: str,
+        key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
+        algorithm: str,
+    ) -> SigningKey:
         domain = domain.lower()
-        _check_names(domain, selector)
-        key = _load_private_key(Path(key_file), algorithm)
         private_key: PrivateKey
         if isinstance(key, ed25519.Ed25519PrivateKey):
             # libsodium signs ~1.6x faster than OpenSSL's Ed25519 here; it takes the raw
@@ -186,11 +208,19 @@ def _check_names(domain: str, selector: str) -> None:
 def _load_private_key(
     key_file: Path, algorithm: str
 ) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
-    _check_algorithm(algorithm)
     try:
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        pem = key_file.read_bytes()
     except OSError as exc:
         raise DkimError(f"cannot read key file {key_file}: {exc.strerror}") from exc
+    return _parse_private_key(pem, algorithm, str(key_file))
+
+
+def _parse_private_key(
+    pem: bytes, algorithm: str, key_file: str
+) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    _check_algorithm(algorithm)
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         # TypeError: the key is encrypted; the daemon has no passphrase to give.
         raise DkimError(f"{key_file} is not an unencrypted PEM private key: {exc}") from exc
@@ -323,10 +353,21 @@ class DkimSigners:
             for domain, keys in domains.items()
             if keys
         }
+        self._managed: Mapping[str, DkimSigner] = {}
+
+    def set_configured(self, other: DkimSigners) -> None:
+        """Take the config's signers of `other` (a configuration reloaded on SIGHUP)."""
+        self._signers = other._signers
+
+    def set_managed(self, signers: Mapping[str, DkimSigner]) -> None:
+        """Replace the signers of the domains managed at run time (mta/sending_domains.py).
+        A domain with keys in the config keeps those: the config is authoritative for it."""
+        self._managed = signers
 
     def signer_for(self, domain: str) -> DkimSigner | None:
         """The signer for mail from `domain`, or None when it has no DKIM keys."""
-        return self._signers.get(domain.lower())
+        domain = domain.lower()
+        return self._signers.get(domain) or self._managed.get(domain)
 
 
 # --- parsing and canonicalisation ---------------------------------------------------------

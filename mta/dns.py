@@ -158,6 +158,11 @@ class Resolver:
             raise temporary
         raise DnsPermanentError(f"{host}: no A or AAAA records")
 
+    async def cname(self, name: str) -> str | None:
+        """The canonical name `name` is an alias of, or None when it is no alias."""
+        records = await self._query(to_ascii(name), "CNAME")
+        return records[0].target.to_text().rstrip(".").lower() if records else None
+
     async def txt(self, name: str) -> list[str]:
         """TXT records at `name`, each with its character-strings joined."""
         records = await self._query(to_ascii(name), "TXT")

@@ -8,7 +8,8 @@ import re
 import sys
 import time
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# uvicorn adds `color_message`, the message with ANSI colour codes: never in our logs.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 # Credentials as they appear in log lines: query parameters (`/api/ws?access_token=...`, which
@@ -60,9 +61,12 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        # The date too, in UTC like the JSON lines: a log read the next day must say when.
+        text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        text.converter = time.gmtime
+        text.default_time_format = "%Y-%m-%dT%H:%M:%S"
+        text.default_msec_format = "%s.%03dZ"
+        handler.setFormatter(text)
     handler.addFilter(Redactor())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -71,3 +75,6 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     # its own deprecated Session.login_data (set by aiosmtpd itself, not by us).
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # uvicorn says "Started server process" once per server, and names only some of the
+    # addresses: the daemon logs each listener itself, once.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

@@ -35,7 +35,7 @@ from mta.compose import ComposeError
 from mta.config import Config, parse_hostport
 from mta.credentials import CredentialStore
 from mta.inbound import store_inbound
-from mta.submission import MAX_LINE, BadAddress, RelayDenied, SubmissionError, SubmissionPolicy
+from mta.submission import BadAddress, RelayDenied, SubmissionError, SubmissionPolicy
 from mta.submission_options import (
     SubmissionHook,
     apply_options,
@@ -74,6 +74,9 @@ def listeners_for(config: Config) -> list[Listener]:
     return found
 
 
+POSTMASTER = "postmaster"  # RFC 5321 §4.5.1: case-insensitive
+
+
 def reply_for(exc: Exception) -> str:
     """The one place where a refusal or a failure becomes an SMTP reply."""
     if isinstance(exc, SubmissionError):
@@ -92,10 +95,6 @@ def queued_reply(ids: list[int]) -> str:
     if len(reply) <= MAX_REPLY_LINE:
         return reply
     return replies.S250_QUEUED_MANY.format(first=ids[0], more=len(ids) - 1)
-
-
-def longest_line(body: bytes) -> int:
-    return max(map(len, body.splitlines()), default=0)
 
 
 def received_header(hostname: str, session: Session, envelope: Envelope) -> bytes:
@@ -167,6 +166,10 @@ class SubmissionHandler:
         session.host_name = hostname
         if not self.listener.offers_auth:
             lines = [line for line in lines if not line.startswith("250-AUTH")]
+        else:
+            # RFC 2920: aiosmtpd reads one command at a time from its buffer and answers each
+            # in order, and drops what was pipelined behind STARTTLS (RFC 3207 §4.2).
+            lines = [*lines[:-1], "250-PIPELINING", lines[-1]]
         # Every reply of ours carries an RFC 3463 code (SendmillSMTP.push sees to aiosmtpd's).
         return [*lines[:-1], "250-ENHANCEDSTATUSCODES", lines[-1]]
 
@@ -210,10 +213,12 @@ class SubmissionHandler:
         return replies.S250_RECIPIENT_OK
 
     def _check_bounce_recipient(self, address: str) -> None:
-        """Unauthenticated: only a VERP address that verifies. %-hacks, source routes (which
-        aiosmtpd drops) and quoted local parts all fail one of these two checks."""
+        """Unauthenticated: only a VERP address that verifies, or postmaster. %-hacks, source
+        routes (which aiosmtpd drops) and quoted local parts all fail one of these checks."""
         if not self._verp.is_bounce_domain(address):
             raise RelayDenied()
+        if address.rpartition("@")[0].lower() == POSTMASTER:
+            return  # RFC 5321 §4.5.1: a domain that takes mail takes it for its postmaster
         try:
             self._verp.decode(address)
         except VerpError:
@@ -237,10 +242,6 @@ class SubmissionHandler:
 
     async def _accept(self, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        # aiosmtpd allows 1001 octets on the wire (a transparency dot included), which lets a
-        # 999-character line through; RFC 5322 §2.1.1 says 998.
-        if longest_line(content) > MAX_LINE:
-            return replies.S500_LINE_TOO_LONG
         trace = received_header(self._hostname, session, envelope)
         if not session.authenticated:
             return await self._store_bounces(envelope, trace + content)
@@ -314,6 +315,9 @@ class SendmillSMTP(SMTP):
         plaintext_auth_on_loopback: bool,
         **kwargs: object,
     ) -> None:
+        # A DATA line may be as long as the message: lines over 998 characters are re-encoded
+        # (mta/long_lines.py), not refused. aiosmtpd sizes its stream buffer from this.
+        self.line_length_limit = max(SMTP.line_length_limit, int(kwargs["data_size_limit"]))  # type: ignore[call-overload]
         super().__init__(handler, authenticator=_decoded_login, **kwargs)  # type: ignore[arg-type]
         self.listener = handler.listener
         self._credentials = credentials
@@ -491,12 +495,13 @@ class SmtpListeners:
         self._accepts = accepts
         self._prepare = prepare
         self._servers: list[asyncio.Server] = []
+        self._context: ssl.SSLContext | None = None
         self.sessions = SessionTable()
         self.addresses: dict[str, tuple[str, int]] = {}  # listener name -> bound host, port
 
     async def start(self) -> None:
         """Listen on smtp.listen (STARTTLS), smtp.listen_tls (implicit TLS) and bounce.listen."""
-        context = self._tls_context()
+        context = self._context = self._tls_context()
         try:
             for listener in listeners_for(self._config):
                 await self._listen(listener, context)
@@ -517,6 +522,16 @@ class SmtpListeners:
             with contextlib.suppress(TimeoutError):  # 3.12+ waits for every connection
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+
+    def reload_certificate(self, config: Config) -> None:
+        """Take `config`'s certificate for the handshakes to come (SIGHUP, e.g. after a
+        renewal); sessions already in TLS keep theirs. Raises ssl.SSLError or OSError, leaving
+        the current one, when the new files do not load."""
+        cert, key = tls_paths(config)
+        server_context(cert, key)  # loads both or raises, before touching the live context
+        if self._context is not None:
+            self._context.load_cert_chain(cert, key)
+        self._config = config
 
     def _tls_context(self) -> ssl.SSLContext:
         cert, key = tls_paths(self._config)

@@ -7,6 +7,7 @@ HTTP API to its error body (`http_status`, `error_code`) — each in one place.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from mta import replies, tenants
+from mta import long_lines, replies, sending_domains, tenants
 from mta.credentials import Credential
 from mta.dns import to_ascii
 from mta.originator import AmbiguousOriginator, Originator, read_originator
 from mta.queue import Submission
 
+OWNERSHIP_TTL = 5.0  # seconds a "may send From this domain" answer is reused
 MAX_LINE = 998  # RFC 5322 §2.1.1: at most 998 characters per line, excluding CRLF
 _ADDR = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]+$")
 
@@ -165,21 +167,34 @@ class SubmissionPolicy:
     """Decides whether a credential may submit a message, and prepares it for the queue."""
 
     def __init__(
-        self, db: asyncpg.Pool, hostname: str, max_message_size: int, max_recipients: int
+        self,
+        db: asyncpg.Pool,
+        hostname: str,
+        max_message_size: int,
+        max_recipients: int,
+        *,
+        require_verified_dkim: bool = True,
     ) -> None:
         self._db = db
+        self.require_verified_dkim = require_verified_dkim
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
         self._domains: dict[int, tuple[float, frozenset[str]]] = {}
 
     async def sending_domains(self, company_id: int) -> frozenset[str]:
-        """The company's sending domains, remembered for 30 s."""
+        """The domains the company may send From (mta/sending_domains.py), remembered for
+        OWNERSHIP_TTL seconds."""
         hit = self._domains.get(company_id)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        domains = await tenants.sending_domains_of(self._db, company_id)
-        self._domains[company_id] = (time.monotonic() + 30, domains)
+        domains = frozenset(
+            await sending_domains.sendable_domains(
+                self._db, company_id, require_verified=self.require_verified_dkim
+            )
+        )
+        # Kept briefly: a domain added or verified at run time sends within seconds.
+        self._domains[company_id] = (time.monotonic() + OWNERSHIP_TTL, domains)
         return domains
 
     async def owns(self, company_id: int, domain: str) -> bool:
@@ -230,8 +245,13 @@ class SubmissionPolicy:
         for recipient in recipients:
             if not valid_address(recipient):
                 raise BadAddress(f"invalid recipient address {recipient!r}")
+        if b"\0" in body:  # RFC 5321 §4.1.1.4 / RFC 5322 §2.3: NUL has no place in mail
+            raise BadMessage("the message contains NUL characters; encode binary content")
         body = normalise_line_endings(body)
         headers = parse_headers(body)
+        if long_lines.longest_line(body) > MAX_LINE:
+            # Re-encoded rather than refused (issue 14); parsing is CPU work: off the loop.
+            body = await asyncio.to_thread(long_lines.reencode, body)
         from_domain = address_domain(headers.from_address)
         owned = await self.sending_domains(credential.company_id)
         # Every domain a reader could take for the author's: each From mailbox, Sender, and

@@ -32,16 +32,6 @@ async def sync_sending_domains(db: asyncpg.Pool | asyncpg.Connection, config: Co
         await db.execute(SQL["upsert-sending-domain"], company_id, domain.domain, domain.pool)
 
 
-async def sending_domains_of(
-    db: asyncpg.Pool | asyncpg.Connection, company_id: int
-) -> frozenset[str]:
-    """The domains company `company_id` may send from: the one answer every From, Sender and
-    envelope check asks for (lower-case, IDNA A-labels)."""
-    return frozenset(
-        row["domain"] for row in await db.fetch(SQL["company-sending-domains"], company_id)
-    )
-
-
 async def company_of_domain(db: asyncpg.Pool | asyncpg.Connection, domain: str) -> int | None:
     """The company owning sending domain `domain`, or None."""
     return await db.fetchval(SQL["company-of-domain"], domain)

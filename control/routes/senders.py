@@ -1,6 +1,6 @@
 """Sender profiles: `/api/sender-profiles/`. The From address must be on one of the
-company's sending domains (mta's `sending_domains`: configured with DKIM keys), so a
-campaign can never be sent from a domain the server does not sign for."""
+company's sending domains that may send (mta/sending_domains.py: configured, or added and
+DKIM-verified), so a campaign can never be sent from a domain the server does not sign for."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from control.errors import InUse, ValidationFailed
 from control.fields import Field, Schema, ro
 from control.resource import ResourceSpec, register
 from control.routing import Api, Call
-from mta import tenants
 from mta.dns import to_ascii
 from mta.originator import AmbiguousOriginator, read_originator
 from mta.queries import Queries
+from mta.sending_domains import sendable_domains
 
 SQL = Queries("control")
 
@@ -41,8 +41,15 @@ async def check_domain(call: Call, data: dict[str, Any], current: Any = None) ->
         return
     address = data.get("from_address") or current["from_address"]
     name = data.get("from_name", current["from_name"] if current is not None else "")
-    domain = to_ascii(address.rpartition("@")[2])
-    owned = await tenants.sending_domains_of(call.db, call.company_id)
+    try:
+        domain = to_ascii(address.rpartition("@")[2])
+    except (UnicodeError, ValueError):
+        raise ValidationFailed({"from_address": "the domain is not a valid name"}) from None
+    owned = frozenset(
+        await sendable_domains(
+            call.db, call.company_id, require_verified=call.services.domains.require_verified
+        )
+    )
     if domain not in owned:
         raise ValidationFailed(
             {"from_address": f"{domain} is not one of your company's verified sending domains"}

@@ -1,4 +1,5 @@
--- Sender profiles (from/reply-to identities) and whether their domain may send.
+-- Sender profiles (from/reply-to identities); whether their domain may send is mta's answer
+-- (mta/sending_domains.may_send_from).
 
 -- name: list-sender
 -- Company $1's sender profiles, $2 text in name/address; $3 limit, $4 offset.

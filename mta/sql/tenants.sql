@@ -17,12 +17,9 @@ SELECT id, name FROM companies WHERE name = $1;
 -- Declares domain $2 as company $1's, delivered from pool $3. The config is authoritative for
 -- the domains it lists, so a domain moved to another company in the config moves here too.
 INSERT INTO sending_domains (company_id, domain, pool) VALUES ($1, lower($2), $3)
-ON CONFLICT (domain) DO UPDATE SET company_id = EXCLUDED.company_id, pool = EXCLUDED.pool
+ON CONFLICT (domain) DO UPDATE
+SET company_id = EXCLUDED.company_id, pool = EXCLUDED.pool, origin = 'config'
 RETURNING id;
-
--- name: company-sending-domains
--- The sending domains company $1 may send from (lower-case, IDNA A-labels).
-SELECT domain FROM sending_domains WHERE company_id = $1;
 
 -- name: company-of-domain
 -- The company that owns sending domain $1, if any.

@@ -245,6 +245,7 @@ _PATH_KIND = {
     "api-keys": "api_key",
     "imports": "import",
     "blocklist": "blocklist_entry",
+    "sending-domains": "domain",
 }
 _BODIES = {
     "reject_campaign": {"reason": "no"},
@@ -277,6 +278,10 @@ async def test_another_companys_ids_answer_404_on_every_endpoint(control: Contro
         "/api/blocklist/", headers=owner.auth, json={"entry": "spam.example"}
     )
     ids["blocklist_entry"] = blocked.json()["id"]
+    domain = await control.client.post(
+        "/api/sending-domains/", headers=owner.auth, json={"domain": "owner.test"}
+    )
+    ids["domain"] = domain.json()["id"]
     stranger = await control.user(await control.company(), "admin")
     endpoints = _item_endpoints()
     assert len(endpoints) >= 25

@@ -49,6 +49,7 @@ GROUPS = {
     "templates-senders": ("templates", "sender profiles"),
     "lists-contacts": ("lists", "contacts"),
     "campaigns-workflows": ("campaigns", "workflows"),
+    "sending-domains": ("sending domains",),
 }
 
 
@@ -67,6 +68,7 @@ def _known_ids(fixtures: dict[str, int], others: dict[str, int]) -> dict[str, di
         "/api/imports/": {"id": ids["import"]},
         "/api/email-campaigns/": {"id": ids["campaign"]},
         "/api/email-workflows/": {"id": ids["workflow"]},
+        "/api/sending-domains/": {"id": ids["domain"]},
     }
 
 
@@ -147,6 +149,9 @@ async def _setup(make_control: MakeControl) -> tuple[Any, Any, dict[str, dict[st
         login_max_failures=100000,
         login_max_failures_per_address=100000,
         login_max_failures_per_account=100000,
+        # DNS checks of sending domains fail fast (nothing listens there) instead of waiting
+        # on the machine's resolver.
+        config={"dns": {"resolvers": ["127.0.0.1:9"], "timeout": "0.2s"}},
     )
     company = await control.company()
     admin = await control.user(company, "admin")
@@ -165,7 +170,12 @@ async def _setup(make_control: MakeControl) -> tuple[Any, Any, dict[str, dict[st
     assert imported.status_code in (200, 201, 202), imported.text
     erasable = await c.post("/api/contacts/", headers=admin.auth, json={"email": "eve@example.org"})
     assert erasable.status_code == 201, erasable.text
+    domain = await c.post(
+        "/api/sending-domains/", headers=admin.auth, json={"domain": "mail.schema.test"}
+    )
+    assert domain.status_code == 201, domain.text
     others = {
+        "domain": domain.json()["id"],
         "erasable": erasable.json()["id"],
         "user": other.id,
         "api_key": key.json()["id"],

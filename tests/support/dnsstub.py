@@ -1,5 +1,5 @@
-"""A stub authoritative DNS server for tests: answers MX, A, AAAA and TXT from a dict over UDP
-and TCP on loopback; unknown names answer NXDOMAIN; names can be set to SERVFAIL."""
+"""A stub authoritative DNS server for tests: answers MX, A, AAAA, TXT and CNAME from a dict over
+UDP and TCP on loopback; unknown names answer NXDOMAIN; names can be set to SERVFAIL."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ class StubDns:
     def add_txt(self, name: str, text: str) -> None:
         chunks = [text[i : i + 255] for i in range(0, len(text), 255)] or [""]
         self._records(name).setdefault("TXT", []).append(" ".join(f'"{c}"' for c in chunks))
+
+    def add_cname(self, name: str, target: str) -> None:
+        self._records(name)["CNAME"] = [target if target.endswith(".") else target + "."]
+
+    def remove(self, name: str, kind: str) -> None:
+        self._records(name).pop(kind, None)
 
     def set_servfail(self, name: str) -> None:
         self.servfail.add(name.lower().rstrip("."))
@@ -109,3 +115,41 @@ class StubDns:
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
+
+
+def load_zone_lines(server: StubDns, text: str) -> None:
+    """Records as zone-file lines (`name. IN TYPE rdata`), e.g. the `zone_line`s the sending
+    domain API returns; blank lines and `;` comments are skipped."""
+    for raw in text.splitlines():
+        line = _without_comment(raw).strip()
+        if not line:
+            continue
+        name, _class, kind, rdata = line.split(None, 3)
+        server._records(name).setdefault(kind.upper(), []).append(rdata)
+
+
+def _without_comment(line: str) -> str:
+    """The line up to a `;` outside quotes (TXT values hold semicolons)."""
+    quoted = False
+    for i, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            return line[:i]
+    return line
+
+
+async def _serve(zone: str, port: int) -> None:
+    server = StubDns()
+    load_zone_lines(server, zone)
+    await server.start(port=port)
+    print(f"stub DNS on 127.0.0.1:{server.port} serving {len(server.zone)} names; Ctrl-C ends")
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m tests.support.dnsstub ZONE_FILE [PORT]: for the README
+    import sys
+    from pathlib import Path
+
+    zone = Path(sys.argv[1]).read_text()
+    asyncio.run(_serve(zone, int(sys.argv[2]) if len(sys.argv) > 2 else 5353))

@@ -192,9 +192,10 @@ async def make_control(pool: asyncpg.Pool) -> AsyncIterator[MakeControl]:
     """Starts the control API with `[control]` overrides; several may run at once."""
     running: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient, Starlette]] = []
 
-    async def start(**control: Any) -> Control:
+    async def start(*, config: dict[str, Any] | None = None, **control: Any) -> Control:
+        """`config`: other sections of the server's config (e.g. dns, domains)."""
         settings = {"listen": "127.0.0.1:0", **CHEAP_HASHING, **control}
-        config = build_config({"secret": "test", "control": settings})
+        config = build_config({"secret": "test", **(config or {}), "control": settings})
         app = create_app(pool, config, SECRET)
         server = uvicorn.Server(
             uvicorn.Config(
