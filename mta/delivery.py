@@ -107,7 +107,8 @@ class DeliveryEngine:
         self._bodies = BodyCache()
         self._outcomes: list[Outcome] = []
         self._held: set[int] = set()  # recipient ids leased and not yet reported
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # new mail, or leases taken back: claim now
+        self._room = asyncio.Event()  # outcomes written: the backlog may be under its limit
         self._flushed = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,6 +138,7 @@ class DeliveryEngine:
         """Stop claiming, release unstarted jobs, let in-flight transactions finish."""
         self._stopping = True
         self._wake.set()
+        self._room.set()
         claim = self._tasks[0] if self._tasks else None
         if claim:
             await asyncio.gather(claim, return_exceptions=True)
@@ -192,7 +194,11 @@ class DeliveryEngine:
         high_water = d.batch_size * 4
         while not self._stopping:
             if self.backlog >= high_water:
-                await self._sleep(0.05)
+                # Wait for written outcomes, not for `_wake`: new mail keeps that set while the
+                # backlog is full, and waiting on it spun a core (issue 11).
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), d.poll_interval)
                 continue
             try:
                 claimed = await queue.claim(
@@ -408,6 +414,7 @@ class DeliveryEngine:
             # The rows stay leased to us; their leases expire and they are attempted again.
             log.error("delivery: could not record %d outcomes; leases will expire", len(batch))
         self._held.difference_update(o.recipient_id for o in batch)
+        self._room.set()
 
     def _notify(self, batch: list[Outcome]) -> None:
         if self._observer is None:
