@@ -25,6 +25,18 @@ log = logging.getLogger("sendmill.database")
 SCHEMA_PACKAGES = ("mta", "bounce", "tracker", "control")
 MIGRATION_LOCK = 7411001  # pg_advisory_xact_lock key: one migrator at a time across daemons
 
+# What a database call raises when PostgreSQL is away or a connection broke under it, for the
+# loops that must outlive any outage (delivery): asyncpg's InterfaceError ("connection was
+# closed in the middle of operation") and InternalClientError (a protocol state it cannot
+# leave) are no PostgresError, and caught as one they were not (issue 11).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
 
 class PendingMigrations(Exception):
     """The database schema is behind the code and migrations were not allowed to run."""

@@ -25,6 +25,7 @@ from mta import metrics, queue, site_signals
 from mta.budget import SharedBudget
 from mta.config import Config
 from mta.connection_slots import ConnectionSlots
+from mta.database import DATABASE_ERRORS
 from mta.dkim import DkimError, DkimSigners
 from mta.dns import Resolver
 from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
@@ -449,13 +450,16 @@ class DeliveryEngine:
             await self._flush()
 
     async def _slot_loop(self) -> None:
-        """Keep the shared connection slots of open connections leased."""
+        """Keep the shared connection slots of open connections leased, and free the others
+        soon after a database error may have left some behind."""
         while True:
-            await asyncio.sleep(self._slots.lease / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slots.stale.wait(), self._slots.lease / 3)
             try:
                 await self._slots.renew()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("delivery: connection slot upkeep failed: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def _lease_loop(self) -> None:
         d = self._config.delivery

@@ -9,19 +9,17 @@ Jobs wait in a fair queue: transactional before bulk, round-robin between compan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import asyncpg
-
 from mta import metrics
 from mta.budget import SharedBudget
 from mta.config import DeliveryConfig, DomainLimits
 from mta.connection_slots import ConnectionSlots
+from mta.database import DATABASE_ERRORS
 from mta.dns import DnsError, Resolver
 from mta.queue import ClaimedRecipient, StoredMessage
 from mta.routing import Destination, Hop
@@ -195,8 +193,12 @@ class Site:
                 await self._deliver_on_new_connection()
         finally:
             if slot is not None:
-                with contextlib.suppress(OSError, asyncpg.PostgresError):
+                # The slot is ours no more whatever happens here; a release the database does
+                # not hear of is freed by the node's next renewal (ConnectionSlots.renew).
+                try:
                     await self._slots.release(self.key, slot)
+                except DATABASE_ERRORS as exc:
+                    log.warning("site %s: slot release deferred (%s)", self.key, exc)
 
     async def _take_slot(self) -> int | None:
         """A shared connection slot, waiting while there is work; None when not shared."""
@@ -208,7 +210,7 @@ class Site:
                 lambda: self.throttle.effective_connections,
                 lambda: bool(self.queue) and not self._stopping,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("site %s: no connection slot (%s)", self.key, exc)
             await asyncio.sleep(1.0)  # the database is away; do not spin
             return None
