@@ -46,6 +46,7 @@ Report = Callable[[Job, int, str, "str | None", int], None]
 
 REPLY_UNREACHABLE = "451 4.4.1 No MX host of the recipient domain could be reached: {detail}"
 REPLY_SESSION_LOST = "451 4.4.2 Connection lost during the transaction: {detail}"
+UNREACHABLE_PAUSE, UNREACHABLE_PAUSE_MAX = 5.0, 300.0  # seconds without trying a dead site
 
 
 class Site:
@@ -94,6 +95,7 @@ class Site:
         self._idle_workers = 0
         self.unreachable_until = 0.0
         self.last_unreachable = ""
+        self._failed_opens = 0  # in a row: the pause before the next try doubles with each
         self._stopping = False
 
     def __len__(self) -> int:
@@ -160,8 +162,10 @@ class Site:
                         command_timeout=d.command_timeout,
                         data_timeout=d.data_timeout,
                     )
-                except SmtpClientError as exc:
+                except Exception as exc:  # whatever a peer makes of the protocol: next host
                     metrics.SMTP_SESSIONS_OUT.labels("failed").inc()
+                    if not isinstance(exc, SmtpClientError):
+                        log.warning("site %s: %s failed oddly", self.key, address, exc_info=True)
                     errors.append(f"{_label(hop, address)}: {exc}")
                     if isinstance(exc, SessionClosed) and exc.code == 421:
                         self._slow_down()
@@ -222,6 +226,7 @@ class Site:
             self._mark_unreachable(str(exc))
             return
         self.unreachable_until = 0.0
+        self._failed_opens = 0
         try:
             while conn.messages_sent < self.messages_per_connection:
                 job = await self._next_job()
@@ -260,7 +265,10 @@ class Site:
         started = time.monotonic()
         try:
             result = await conn.send(envelope)
-        except SmtpClientError as exc:
+        except Exception as exc:  # the session broke, or the peer broke the protocol
+            if not isinstance(exc, SmtpClientError):
+                log.warning("site %s: transaction failed oddly", self.key, exc_info=True)
+                exc = SessionClosed(451, REPLY_SESSION_LOST.format(detail=exc))
             code = getattr(exc, "code", None) or 451
             text = getattr(exc, "text", None) or str(exc)
             reply = text if text[:3].isdigit() else REPLY_SESSION_LOST.format(detail=text)
@@ -307,9 +315,15 @@ class Site:
             )
 
     def _mark_unreachable(self, detail: str) -> None:
-        """No host answered: defer everything queued here instead of retrying one by one."""
+        """No host answered (or none spoke SMTP): defer everything queued here instead of
+        retrying one by one, and wait longer before each new try (5 s, 10 s... 5 min), so that
+        a broken receiver costs one connection now and then, not a storm (issue 11)."""
         self._slow_down()
-        self.unreachable_until = time.monotonic() + 5.0
+        now = time.monotonic()
+        if now >= self.unreachable_until:  # one step per round, however many connections failed
+            self._failed_opens += 1
+            pause = UNREACHABLE_PAUSE * 2 ** min(10, self._failed_opens - 1)
+            self.unreachable_until = now + min(UNREACHABLE_PAUSE_MAX, pause)
         self.last_unreachable = detail
         self._defer_queue()
 
