@@ -42,6 +42,7 @@ NOTIFY_CHANNEL = "sendmill_queue"
 REPLY_SUPPRESSED = "550 5.7.1 Recipient is on the suppression list ({reason}); not sent"
 REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be delivered"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
+RELISTEN_INTERVAL = 5.0  # seconds between attempts to LISTEN again after losing the connection
 
 
 class MessagePreparer(Protocol):
@@ -121,6 +122,7 @@ class DeliveryEngine:
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        self._listen_again_at = 0.0
         # Told about every written batch of failed outcomes (the bounce processor, wired by
         # mta/daemon.py); runs beside delivery, never in its way. It may answer with recipient
         # domains whose sites refused us for reputation or policy: those sites slow down.
@@ -182,14 +184,20 @@ class DeliveryEngine:
         for site slow-downs announced by other parts of the daemon (mta/site_signals.py)."""
         if not self._listen_url:
             return
+        self._listen_again_at = time.monotonic() + RELISTEN_INTERVAL
         try:
             self._listener = await asyncpg.connect(self._listen_url)
+            # A PostgreSQL restart ends this connection: listen again (see `_claim_loop`),
+            # or new mail waits for the poll interval from then on.
+            self._listener.add_termination_listener(lambda _: self._wake.set())
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             await self._listener.add_listener(
                 site_signals.CHANNEL, lambda _c, _p, _ch, domain: self.slow_down(domain)
             )
-        except Exception:  # polling still works; notifications are an optimisation
-            log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
+        except Exception as exc:  # polling still works; notifications are an optimisation
+            log.warning("delivery: LISTEN unavailable (%s), polling meanwhile", exc)
+            if self._listener is not None:
+                self._listener.terminate()
             self._listener = None
 
     # --- claiming -----------------------------------------------------------------------
@@ -231,6 +239,8 @@ class DeliveryEngine:
             failures = 0
             if not claimed:
                 self._wake.clear()
+                if self._listener_lost() and time.monotonic() >= self._listen_again_at:
+                    await self._listen()
                 await self._sleep(d.poll_interval)
                 continue
             try:
@@ -240,6 +250,9 @@ class DeliveryEngine:
                 self._held.difference_update(c.id for c in claimed)
                 with contextlib.suppress(Exception):
                     await queue.release(self._db, self.node, [c.id for c in claimed], 5)
+
+    def _listener_lost(self) -> bool:
+        return bool(self._listen_url) and (self._listener is None or self._listener.is_closed())
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
