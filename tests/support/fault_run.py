@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -208,6 +209,7 @@ class FaultRun:
         duration = self.plan.messages / self.plan.rate
         await asyncio.sleep(min(3.0, duration * 0.15))
         for _ in range(self.plan.kills):  # kill -9 in the middle of submission and delivery
+            await asyncio.sleep(random.uniform(0.0, 2.0))  # at a different point each time
             self._kill("a")
             await asyncio.sleep(0.5)
             self._start("a")
