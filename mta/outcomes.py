@@ -45,9 +45,14 @@ class OutcomeJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = b"".join(orjson.dumps(_as_dict(o)) + b"\n" for o in outcomes)
         with self.path.open("ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            size = f.tell()
+            try:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(size)  # no half line for the next append to run into
+                raise
 
     def load(self) -> list[Outcome]:
         if not self.path.exists():
