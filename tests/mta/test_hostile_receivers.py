@@ -42,6 +42,10 @@ async def hostile_site(
             mx_port,
             sending_domains=[],
             delivery={"retry_schedule": ["30s"], "greeting_timeout": "1s", "data_timeout": "1s"},
+            # A hang-up halves the site's rate; from a configured one, not from the rate
+            # observed over a second or two (which can fall to the 1/min floor and leave a
+            # row waiting longer than this test does).
+            limits={"default": {"rate": "6000/m"}},
         )
         engine = await start_engine(build_config(settings), pool, database_url, 0, 1)
         started.append(engine)
