@@ -41,15 +41,16 @@ async def one_run(index: int, plan: FaultPlan) -> FaultFigures:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     server = await asyncio.to_thread(pgserver.get_server, folder / "pgdata", cleanup_mode="stop")
+    postgres = OwnPostgres(server, server.get_uri())
     try:
         conn = await asyncpg.connect(server.get_uri())
         try:
             await database.migrate(conn)
         finally:
             await conn.close()
-        return await FaultRun(OwnPostgres(server, server.get_uri()), folder, plan).run()
+        return await FaultRun(postgres, folder, plan).run()
     finally:
-        await asyncio.to_thread(server.cleanup)
+        await postgres.shut_down()
 
 
 async def main(args: argparse.Namespace) -> dict:

@@ -4,6 +4,7 @@ the test may stop, kill and start again to see what Sendmill does through an out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -48,6 +49,13 @@ class OwnPostgres:
             timeout=30,
         )
 
+    async def shut_down(self) -> None:
+        """Stop the server whichever postmaster runs now (pgserver's cleanup only knows the one
+        it started, not one a test started again after a crash), then clean up."""
+        with contextlib.suppress(Exception):
+            await self.stop("fast")
+        await asyncio.to_thread(self.server.cleanup)
+
     def postmaster_pid(self) -> int | None:
         info = self.server.get_postmaster_info()
         return info.pid if info is not None else None
@@ -74,5 +82,6 @@ async def own_postgres(tmp_path: Path) -> AsyncIterator[OwnPostgres]:
         await database.migrate(conn)
     finally:
         await conn.close()
-    yield OwnPostgres(server, url)
-    await asyncio.to_thread(server.cleanup)
+    own = OwnPostgres(server, url)
+    yield own
+    await own.shut_down()
