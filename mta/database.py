@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import orjson
@@ -23,10 +25,23 @@ from mta import embedded_postgres
 from mta.config import Config
 
 log = logging.getLogger("sendmill.database")
+T = TypeVar("T")
 
 # Packages that own tables, in dependency order: later ones may reference earlier ones.
 SCHEMA_PACKAGES = ("mta", "bounce", "tracker", "control")
 MIGRATION_LOCK = 7411001  # pg_advisory_xact_lock key: one migrator at a time across daemons
+
+# What a database call raises when PostgreSQL is away or a connection broke under it, for the
+# loops that must outlive any outage (delivery): asyncpg's InterfaceError ("connection was
+# closed in the middle of operation") and InternalClientError (a protocol state it cannot
+# leave) are no PostgresError, and caught as one they were not (issue 11).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class PendingMigrations(Exception):
@@ -117,6 +132,52 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def _never_started(exc: asyncpg.exceptions.InternalClientError) -> bool:
+    """asyncpg refused to start the query on this connection: nothing reached the server
+    but, at most, a Parse message, so running it again on another connection is safe."""
+    text = str(exc)
+    return text.startswith("cannot switch to state") or text == "not connected"
+
+
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, except that a query asyncpg refused to start on a broken connection runs
+    again on another one (issue 11, defect 6).
+
+    When PostgreSQL shuts down, each backend sends a FATAL error and closes its socket. An idle
+    pooled connection reads the error first (asyncpg then waits for a ReadyForQuery that never
+    comes) and the end of the stream one turn of the event loop later; a query handed that
+    connection in between fails with `cannot switch to state 12; another operation (2) is in
+    progress` (seen twice in the outside fault run: a submission answered 451). asyncpg aborts
+    the connection when it raises this, and it raises it before sending anything that runs."""
+
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        return await self._again(super().execute, query, *args, timeout=timeout)
+
+    async def executemany(self, command: str, args: object, *, timeout: float | None = None):
+        return await self._again(super().executemany, command, args, timeout=timeout)
+
+    async def fetch(self, query: str, *args: object, **kwargs: object) -> list:
+        return await self._again(super().fetch, query, *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: object, **kwargs: object):
+        return await self._again(super().fetchrow, query, *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: object, **kwargs: object):
+        return await self._again(super().fetchval, query, *args, **kwargs)
+
+    async def _again(
+        self, method: Callable[..., Awaitable[T]], *args: object, **kwargs: object
+    ) -> T:
+        for attempt in range(3):
+            try:
+                return await method(*args, **kwargs)
+            except asyncpg.exceptions.InternalClientError as exc:
+                if attempt == 2 or not _never_started(exc):
+                    raise
+                log.info("database: query refused by a broken connection (%s); again", exc)
+        raise AssertionError("unreachable")
+
+
 async def connect(url: str, size: int = 10, *, generic_plans: bool = False) -> asyncpg.Pool:
     """A connection pool with Sendmill's type codecs.
 
@@ -125,12 +186,17 @@ async def connect(url: str, size: int = 10, *, generic_plans: bool = False) -> a
     intake's enqueue: re-planning it cost a third of its rate), wrong for queries with optional
     filters, which keep the default."""
     settings = {"plan_cache_mode": "force_generic_plan"} if generic_plans else None
-    return await asyncpg.create_pool(
+    return await Pool(
         url,
         min_size=1,
         max_size=size,
+        max_queries=50_000,  # asyncpg's defaults, which its Pool does not fill in itself
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_reset_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         command_timeout=60,
         server_settings=settings,
     )

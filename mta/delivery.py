@@ -25,8 +25,10 @@ from mta import metrics, queue, site_signals
 from mta.budget import SharedBudget
 from mta.config import Config
 from mta.connection_slots import ConnectionSlots
+from mta.database import DATABASE_ERRORS
 from mta.dkim import DkimError, DkimSigners
 from mta.dns import Resolver
+from mta.outcomes import OutcomeJournal, OutcomeWriter
 from mta.queue import ClaimedRecipient, Outcome, RecipientState, StoredMessage
 from mta.retry import RetryPolicy, expired_reply
 from mta.routing import Router, RoutingError
@@ -46,6 +48,7 @@ REPLY_EXPIRED = "421 4.4.7 Message expired in the queue before it could be deliv
 REPLY_RENDER_FAILED = "554 5.6.0 Campaign message could not be personalised: {detail}"
 REPLY_NO_RENDERER = "451 4.3.5 This delivery node cannot render campaign mail; retrying later"
 REPLY_DKIM_FAILED = "451 4.7.0 DKIM signing failed: {detail}"
+RELISTEN_INTERVAL = 5.0  # seconds between attempts to LISTEN again after losing the connection
 
 
 class MessagePreparer(Protocol):
@@ -124,15 +127,21 @@ class DeliveryEngine:
         self._retry = RetryPolicy(config.delivery.retry_schedule, config.delivery.max_age)
         self._sites: dict[str, Site] = {}
         self._bodies = BodyCache()
-        self._outcomes: list[Outcome] = []
-        self._held: set[int] = set()  # recipient ids leased and not yet reported
-        self._wake = asyncio.Event()
+        journal = OutcomeJournal(config.state_path / "outcomes" / f"{_file_name(node)}.jsonl")
+        self._outcomes = OutcomeWriter(db, node, journal)
+        self._held: set[int] = set()  # recipient ids leased and whose outcome is not written
+        # Held while claiming and while renewing leases: a claim the database has made but whose
+        # answer has not reached `_held` yet must not be given back as unknown by renew-leases.
+        self._claiming = asyncio.Lock()
+        self._wake = asyncio.Event()  # new mail, or leases taken back: claim now
+        self._room = asyncio.Event()  # outcomes written: the backlog may be under its limit
         self._flushed = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._routing: set[asyncio.Task[None]] = set()
         self._listen_url = listen_url
         self._listener: asyncpg.Connection | None = None
+        self._listen_again_at = 0.0
         # Told about every written batch of failed outcomes (the bounce processor, wired by
         # mta/daemon.py); runs beside delivery, never in its way. It may answer with recipient
         # domains whose sites refused us for reputation or policy: those sites slow down.
@@ -146,6 +155,7 @@ class DeliveryEngine:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._outcomes.replay()  # outcomes a killed run kept on disk, before any claim
         await self._slots.release_all()  # a restarted node holds no connection
         await self._listen()
         self._tasks = [
@@ -160,6 +170,7 @@ class DeliveryEngine:
         """Stop claiming, release unstarted jobs, let in-flight transactions finish."""
         self._stopping = True
         self._wake.set()
+        self._room.set()
         claim = self._tasks[0] if self._tasks else None
         if claim:
             await asyncio.gather(claim, return_exceptions=True)
@@ -174,9 +185,11 @@ class DeliveryEngine:
         except TimeoutError:
             log.warning("delivery: in-flight transactions did not finish within %.0fs", grace)
         await self._flush()
-        release = [j.claim.id for j in pending] + [
-            i for i in self._held if i not in {j.claim.id for j in pending}
-        ]
+        if len(self._outcomes):
+            # The database is away: keep the outcomes for the next start, and the rows leased.
+            self._outcomes.keep_on_disk()
+        unwritten = self._outcomes.recipient_ids()
+        release = [i for i in self._held if i not in unwritten]
         with contextlib.suppress(Exception):
             await queue.release(self._db, self.node, release)
         for task in self._tasks[1:]:
@@ -194,15 +207,21 @@ class DeliveryEngine:
         for site slow-downs announced by other parts of the daemon (mta/site_signals.py)."""
         if not self._listen_url:
             return
+        self._listen_again_at = time.monotonic() + RELISTEN_INTERVAL
         try:
             self._listener = await asyncpg.connect(self._listen_url)
+            # A PostgreSQL restart ends this connection: listen again (see `_claim_loop`),
+            # or new mail waits for the poll interval from then on.
+            self._listener.add_termination_listener(lambda _: self._wake.set())
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             await self._listener.add_listener(
                 site_signals.CHANNEL, lambda _c, _p, _ch, domain: self.slow_down(domain)
             )
             await self._listener.add_listener(WITHDRAW_CHANNEL, self._on_withdraw)
-        except Exception:  # polling still works; notifications are an optimisation
-            log.warning("delivery: LISTEN unavailable, polling only", exc_info=True)
+        except Exception as exc:  # polling still works; notifications are an optimisation
+            log.warning("delivery: LISTEN unavailable (%s), polling meanwhile", exc)
+            if self._listener is not None:
+                self._listener.terminate()
             self._listener = None
 
     # --- claiming -----------------------------------------------------------------------
@@ -214,34 +233,50 @@ class DeliveryEngine:
     async def _claim_loop(self) -> None:
         d = self._config.delivery
         high_water = d.batch_size * 4
+        failures = 0
         while not self._stopping:
-            if self.backlog >= high_water:
-                await self._sleep(0.05)
+            if self.backlog >= high_water or self._outcomes.failing:
+                # Wait for written outcomes, not for `_wake`: new mail keeps that set while the
+                # backlog is full, and waiting on it spun a core (issue 11).
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), d.poll_interval)
                 continue
             try:
-                claimed = await queue.claim(
-                    self._db,
-                    self.node,
-                    d.batch_size,
-                    d.lease,
-                    per_company=max(10, d.batch_size // 4),
-                    skip_domains=self._paused_domains(),
-                )
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("delivery: claim failed (%s); retrying", exc)
-                await self._sleep(d.poll_interval)
+                async with self._claiming:
+                    claimed = await queue.claim(
+                        self._db,
+                        self.node,
+                        d.batch_size,
+                        d.lease,
+                        per_company=max(10, d.batch_size // 4),
+                        skip_domains=self._paused_domains(),
+                    )
+                    self._held.update(c.id for c in claimed)
+            except DATABASE_ERRORS as exc:
+                # Not `_sleep`: `_wake` may be set, and a claim a millisecond is a storm.
+                failures += 1
+                if failures == 1 or failures % 30 == 0:
+                    log.warning("delivery: claim failed (%s); retrying", exc)
+                await asyncio.sleep(min(2.0, d.poll_interval * failures))
                 continue
+            failures = 0
             if not claimed:
                 self._wake.clear()
+                if self._listener_lost() and time.monotonic() >= self._listen_again_at:
+                    await self._listen()
                 await self._sleep(d.poll_interval)
                 continue
             try:
                 await self._dispatch(claimed)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("delivery: dispatch failed (%s); releasing the batch", exc)
                 self._held.difference_update(c.id for c in claimed)
                 with contextlib.suppress(Exception):
                     await queue.release(self._db, self.node, [c.id for c in claimed], 5)
+
+    def _listener_lost(self) -> bool:
+        return bool(self._listen_url) and (self._listener is None or self._listener.is_closed())
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -259,7 +294,6 @@ class DeliveryEngine:
         ]
 
     async def _dispatch(self, claimed: Sequence[ClaimedRecipient]) -> None:
-        self._held.update(c.id for c in claimed)
         now = datetime.now(UTC)
         live: list[ClaimedRecipient] = []
         for c in claimed:
@@ -490,8 +524,8 @@ class DeliveryEngine:
         duration_ms: int = 0,
         counts: bool = True,
     ) -> None:
-        self._outcomes.append(
-            Outcome(c.id, state, reply, code or None, mx, delay, duration_ms, counts)
+        self._outcomes.add(
+            Outcome(c.id, state, reply, code or None, mx, delay, duration_ms, counts, c.attempts)
         )
         metrics.DELIVERIES.labels(str(state)).inc()
         if state.is_final:
@@ -504,22 +538,15 @@ class DeliveryEngine:
     def _wake_flush(self) -> None:
         self._flushed.set()
 
-    async def _flush(self) -> None:
-        batch, self._outcomes = self._outcomes, []
-        if not batch:
-            return
-        for attempt in range(5):
-            try:
-                await queue.record_outcomes(self._db, self.node, batch)
-                self._notify(batch)
-                break
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("delivery: recording outcomes failed (%s), retry %d", exc, attempt)
-                await asyncio.sleep(0.5 * (attempt + 1))
-        else:
-            # The rows stay leased to us; their leases expire and they are attempted again.
-            log.error("delivery: could not record %d outcomes; leases will expire", len(batch))
-        self._held.difference_update(o.recipient_id for o in batch)
+    async def _flush(self) -> bool:
+        """Write pending outcomes; False when the database could not take them (they are kept
+        and their rows stay held, so their leases keep being renewed)."""
+        batch = await self._outcomes.write()
+        if batch:
+            self._notify(batch)
+            self._held.difference_update(o.recipient_id for o in batch)
+            self._room.set()
+        return not self._outcomes.failing
 
     def _notify(self, batch: list[Outcome]) -> None:
         if self._observer is None:
@@ -551,27 +578,38 @@ class DeliveryEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flushed.wait(), 0.05)
             self._flushed.clear()
-            await self._flush()
+            if not await self._flush():
+                await asyncio.sleep(self._outcomes.backoff)  # the database is away
 
     async def _slot_loop(self) -> None:
-        """Keep the shared connection slots of open connections leased."""
+        """Keep the shared connection slots of open connections leased, and free the others
+        soon after a database error may have left some behind."""
         while True:
-            await asyncio.sleep(self._slots.lease / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slots.stale.wait(), self._slots.lease / 3)
             try:
                 await self._slots.renew()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("delivery: connection slot upkeep failed: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def _lease_loop(self) -> None:
         d = self._config.delivery
         while True:
             await asyncio.sleep(max(0.05, d.lease / 3))
             try:
-                if self._held:
-                    await queue.renew_leases(self._db, self.node, d.lease)
+                async with self._claiming:
+                    await queue.renew_leases(self._db, self.node, d.lease, list(self._held))
+                if self._outcomes.failing:
+                    continue  # rows whose outcome we hold may be among the expired ones
                 retaken = await queue.retake_expired_leases(self._db)
                 if retaken:
                     log.info("delivery: took back %d recipients with expired leases", retaken)
                     self._wake.set()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("delivery: lease upkeep failed: %s", exc)
+
+
+def _file_name(node: str) -> str:
+    """A node name (host:state-hash:index) as a file name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in node)

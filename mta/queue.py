@@ -118,6 +118,9 @@ class Outcome:
     retry_in: float | None = None  # seconds until the next attempt when deferred
     duration_ms: int = 0
     counts_as_attempt: bool = True
+    # The row's attempt count when it was claimed: the outcome applies only while it still is
+    # (nobody attempted the row since), which makes writing an outcome twice harmless.
+    attempts: int = 0
 
 
 def recipient_domain(address: str) -> str:
@@ -202,6 +205,7 @@ async def record_outcomes(
         [o.reply for o in outcomes],
         [o.duration_ms for o in outcomes],
         [o.counts_as_attempt for o in outcomes],
+        [o.attempts for o in outcomes],
     )
 
 
@@ -225,8 +229,12 @@ async def release_message_held(db: asyncpg.Pool | asyncpg.Connection, message_id
     await db.execute(SQL["release-message-held"], message_id)
 
 
-async def renew_leases(db: asyncpg.Pool | asyncpg.Connection, node: str, lease: float) -> None:
-    await db.execute(SQL["renew-leases"], node, lease)
+async def renew_leases(
+    db: asyncpg.Pool | asyncpg.Connection, node: str, lease: float, held: Sequence[int]
+) -> None:
+    """Extend the leases of the rows `node` is working on (`held`); its other leased rows are
+    given back (claims it never heard the answer of)."""
+    await db.execute(SQL["renew-leases"], node, lease, list(held))
 
 
 async def retake_expired_leases(db: asyncpg.Pool | asyncpg.Connection) -> int:

@@ -9,19 +9,17 @@ Jobs wait in a fair queue: transactional before bulk, round-robin between compan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import asyncpg
-
 from mta import metrics
 from mta.budget import SharedBudget
 from mta.config import DeliveryConfig, DomainLimits
 from mta.connection_slots import ConnectionSlots
+from mta.database import DATABASE_ERRORS
 from mta.dns import DnsError, Resolver
 from mta.queue import ClaimedRecipient, StoredMessage
 from mta.routing import Destination, Hop
@@ -48,6 +46,7 @@ Report = Callable[[Job, int, str, "str | None", int], None]
 
 REPLY_UNREACHABLE = "451 4.4.1 No MX host of the recipient domain could be reached: {detail}"
 REPLY_SESSION_LOST = "451 4.4.2 Connection lost during the transaction: {detail}"
+UNREACHABLE_PAUSE, UNREACHABLE_PAUSE_MAX = 5.0, 300.0  # seconds without trying a dead site
 
 
 class Site:
@@ -96,6 +95,7 @@ class Site:
         self._idle_workers = 0
         self.unreachable_until = 0.0
         self.last_unreachable = ""
+        self._failed_opens = 0  # in a row: the pause before the next try doubles with each
         self._stopping = False
 
     def __len__(self) -> int:
@@ -162,8 +162,10 @@ class Site:
                         command_timeout=d.command_timeout,
                         data_timeout=d.data_timeout,
                     )
-                except SmtpClientError as exc:
+                except Exception as exc:  # whatever a peer makes of the protocol: next host
                     metrics.SMTP_SESSIONS_OUT.labels("failed").inc()
+                    if not isinstance(exc, SmtpClientError):
+                        log.warning("site %s: %s failed oddly", self.key, address, exc_info=True)
                     errors.append(f"{_label(hop, address)}: {exc}")
                     if isinstance(exc, SessionClosed) and exc.code == 421:
                         self._slow_down()
@@ -195,8 +197,12 @@ class Site:
                 await self._deliver_on_new_connection()
         finally:
             if slot is not None:
-                with contextlib.suppress(OSError, asyncpg.PostgresError):
+                # The slot is ours no more whatever happens here; a release the database does
+                # not hear of is freed by the node's next renewal (ConnectionSlots.renew).
+                try:
                     await self._slots.release(self.key, slot)
+                except DATABASE_ERRORS as exc:
+                    log.warning("site %s: slot release deferred (%s)", self.key, exc)
 
     async def _take_slot(self) -> int | None:
         """A shared connection slot, waiting while there is work; None when not shared."""
@@ -208,7 +214,7 @@ class Site:
                 lambda: self.throttle.effective_connections,
                 lambda: bool(self.queue) and not self._stopping,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("site %s: no connection slot (%s)", self.key, exc)
             await asyncio.sleep(1.0)  # the database is away; do not spin
             return None
@@ -220,6 +226,7 @@ class Site:
             self._mark_unreachable(str(exc))
             return
         self.unreachable_until = 0.0
+        self._failed_opens = 0
         try:
             while conn.messages_sent < self.messages_per_connection:
                 job = await self._next_job()
@@ -258,7 +265,10 @@ class Site:
         started = time.monotonic()
         try:
             result = await conn.send(envelope)
-        except SmtpClientError as exc:
+        except Exception as exc:  # the session broke, or the peer broke the protocol
+            if not isinstance(exc, SmtpClientError):
+                log.warning("site %s: transaction failed oddly", self.key, exc_info=True)
+                exc = SessionClosed(451, REPLY_SESSION_LOST.format(detail=exc))
             code = getattr(exc, "code", None) or 451
             text = getattr(exc, "text", None) or str(exc)
             reply = text if text[:3].isdigit() else REPLY_SESSION_LOST.format(detail=text)
@@ -305,9 +315,15 @@ class Site:
             )
 
     def _mark_unreachable(self, detail: str) -> None:
-        """No host answered: defer everything queued here instead of retrying one by one."""
+        """No host answered (or none spoke SMTP): defer everything queued here instead of
+        retrying one by one, and wait longer before each new try (5 s, 10 s... 5 min), so that
+        a broken receiver costs one connection now and then, not a storm (issue 11)."""
         self._slow_down()
-        self.unreachable_until = time.monotonic() + 5.0
+        now = time.monotonic()
+        if now >= self.unreachable_until:  # one step per round, however many connections failed
+            self._failed_opens += 1
+            pause = UNREACHABLE_PAUSE * 2 ** min(10, self._failed_opens - 1)
+            self.unreachable_until = now + min(UNREACHABLE_PAUSE_MAX, pause)
         self.last_unreachable = detail
         self._defer_queue()
 

@@ -67,6 +67,14 @@ class TransactionResult:
         return [r.recipient for r in self.replies if 200 <= r.code < 300]
 
 
+# What a peer may send in one reply (RFC 5321 §4.5.3.1.5 allows 512 octets a line; EHLO lists
+# a few dozen lines): beyond this it is not talking SMTP, and the session is given up.
+MAX_REPLY_LINES = 100
+MAX_REPLY_TEXT = 1000  # characters of a reply kept for the queue row and the attempt record
+# Control characters of a peer's reply are not stored as sent: PostgreSQL refuses NUL in text
+# (one such reply made every outcome batch fail), and logs and headers want none.
+_PRINTABLE = {c: "?" for c in [*range(0x20), 0x7F]}
+
 # Refusals decided before any traffic, worded like the replies a server would give.
 REPLY_TOO_BIG = "552 5.3.4 Message too big for the destination server (SIZE {size})"
 REPLY_NO_8BITMIME = "554 5.6.3 8-bit message and the destination does not support 8BITMIME"
@@ -172,31 +180,35 @@ class SmtpConnection:
     # --- protocol steps -----------------------------------------------------------------------
 
     async def _read_lines(self, timeout: float | None = None) -> list[str]:
-        """The lines of one (possibly multi-line) reply."""
+        """The lines of one (possibly multi-line) reply, all within `timeout`: a peer sending a
+        byte a second does not stretch it."""
         lines: list[str] = []
         try:
-            while True:
-                raw = await asyncio.wait_for(
-                    self._reader.readline(), timeout or self._command_timeout
-                )
-                if not raw:
-                    raise SessionClosed(421, "421 4.4.2 connection closed by the server")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                lines.append(line)
-                if len(line) < 4 or line[3] != "-":
-                    return lines
+            async with asyncio.timeout(timeout or self._command_timeout):
+                while True:
+                    raw = await self._reader.readline()
+                    if not raw:
+                        raise SessionClosed(421, "421 4.4.2 connection closed by the server")
+                    if not raw.endswith(b"\n"):  # the peer closed in the middle of a line
+                        raise SessionClosed(421, "421 4.4.2 connection closed mid-reply")
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    lines.append(line.translate(_PRINTABLE)[:MAX_REPLY_TEXT])
+                    if len(line) < 4 or line[3] != "-":
+                        return lines
+                    if len(lines) >= MAX_REPLY_LINES:
+                        raise _protocol_error(f"a reply of over {MAX_REPLY_LINES} lines")
         except TimeoutError:
             raise SessionClosed(421, "421 4.4.2 timeout waiting for the server") from None
+        except ValueError:  # a line over the stream's limit (64 KiB)
+            raise _protocol_error("a reply line of over 64 KiB") from None
         except (ConnectionError, OSError) as exc:
             raise SessionClosed(421, f"421 4.4.2 connection lost: {exc}") from None
 
     async def _read_reply(self, timeout: float | None = None) -> tuple[int, str]:
         lines = await self._read_lines(timeout)
-        try:
-            code = int(lines[-1][:3])
-        except ValueError:
-            raise SessionClosed(421, f"421 4.5.0 unparseable reply {lines[-1]!r}") from None
+        code = _reply_code(lines[-1])
         text = " ".join([lines[0][:3] + " " + lines[0][4:], *(line[4:] for line in lines[1:])])
+        text = text[:MAX_REPLY_TEXT]
         if code == 421:
             raise SessionClosed(code, text)
         return code, text
@@ -208,7 +220,9 @@ class SmtpConnection:
     async def _ehlo(self, helo_name: str) -> None:
         self._writer.write(f"EHLO {helo_name}\r\n".encode())
         lines = await self._read_lines()
-        code = int(lines[-1][:3])
+        code = _reply_code(lines[-1])  # garbage raised a ValueError here: a reconnect storm
+        if code == 421:
+            raise SessionClosed(code, lines[-1])
         if code >= 500:
             code, text = await self._command(f"HELO {helo_name}")
             if code != 250:
@@ -336,6 +350,21 @@ class SmtpConnection:
         self._writer.close()
         with contextlib.suppress(OSError, TimeoutError, ConnectionError, ssl.SSLError):
             await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+
+def _reply_code(line: str) -> int:
+    """The code of a reply line: three digits, the first 2 to 5 (RFC 5321 §4.2). Anything else
+    is a protocol error, never a reply: a "999" must not bounce a message."""
+    code = line[:3]
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] not in "2345":
+        raise _protocol_error(f"unparseable reply {line[:80]!r}")
+    return int(code)
+
+
+def _protocol_error(what: str) -> SessionClosed:
+    """The peer broke the protocol: the session is unusable; the attempt is deferred with this
+    reply recorded."""
+    return SessionClosed(451, f"451 4.5.0 Protocol error from the server: {what}")
 
 
 def _client_context(tls: str) -> ssl.SSLContext:

@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.fixtures_mx",
     "tests.support.fixtures_daemon",
     "tests.support.fixtures_control",
+    "tests.support.own_postgres",
 ]
 
 TEMPLATE = "sendmill_template"

@@ -25,9 +25,21 @@ RETURNING slot;
 DELETE FROM site_connection_slots WHERE site = $1 AND slot = $2 AND node = $3;
 
 -- name: renew-connection-slots
--- Extends by $2 seconds every slot node $1 holds (its connections are still open).
-UPDATE site_connection_slots SET lease_until = clock_timestamp() + make_interval(secs => $2)
-WHERE node = $1;
+-- Extends by $2 seconds the slots of node $1 whose connections are open ($3 sites and $4 slots,
+-- pairwise), and frees the node's other slots: releases lost to a database error, takes whose
+-- answer never arrived (issue 11). A slot taken (or renewed) less than $5 seconds ago is left
+-- alone: its take may be on its way back to the node.
+WITH live AS (
+    SELECT * FROM unnest($3::text[], $4::int[]) AS l(site, slot)
+), freed AS (
+    DELETE FROM site_connection_slots c
+    WHERE c.node = $1
+      AND c.lease_until < clock_timestamp() + make_interval(secs => $2::float8 - $5::float8)
+      AND NOT EXISTS (SELECT 1 FROM live WHERE live.site = c.site AND live.slot = c.slot)
+)
+UPDATE site_connection_slots c SET lease_until = clock_timestamp() + make_interval(secs => $2)
+FROM live
+WHERE c.node = $1 AND c.site = live.site AND c.slot = live.slot;
 
 -- name: release-node-connection-slots
 -- Frees every slot node $1 holds: at start-up (a restarted node holds no connection) and at stop.

@@ -79,10 +79,19 @@ WHERE state = 'sending' AND lease_until < now()
 RETURNING id;
 
 -- name: renew-leases
--- Extends the leases node $1 still holds by $2 seconds (called while deliveries are under way).
+-- Extends by $2 seconds the leases of the rows node $1 is working on ($3: claimed, outcome not
+-- yet written), and gives back its other leased rows, due now: claims whose answer the node
+-- never got, so never attempted. (Renewing every row of the node kept rows whose outcome was
+-- lost leased forever, then sent them again: issue 11.)
+WITH renewed AS (
+    UPDATE recipients
+    SET lease_until = now() + make_interval(secs => $2)
+    WHERE state = 'sending' AND leased_by = $1 AND id = ANY ($3::bigint[])
+)
 UPDATE recipients
-SET lease_until = now() + make_interval(secs => $2)
-WHERE state = 'sending' AND leased_by = $1;
+SET state = CASE WHEN attempts = 0 THEN 'queued'::recipient_state ELSE 'deferred' END,
+    lease_until = NULL, leased_by = NULL, next_attempt_at = now(), updated_at = now()
+WHERE state = 'sending' AND leased_by = $1 AND id <> ALL ($3::bigint[]);
 
 -- name: release-leases
 -- Gives back rows node $1 holds but has not attempted ($2 ids), without counting an attempt:
@@ -120,14 +129,19 @@ WHERE r.id = ANY ($1::bigint[])
                  AND u.list_id IN (0, coalesce(m.list_id, 0)))));
 
 -- name: record-outcomes
--- Applies a batch of attempt outcomes and records each attempt. Only rows still leased by node
--- $1 are updated (a row retaken by another node after our lease expired is not overwritten).
+-- Applies a batch of attempt outcomes and records each attempt. A row is updated only if no
+-- attempt was made on it since it was claimed (its attempt count is still $10's) and it is
+-- either still leased by node $1 or back in the queue unclaimed (its lease ran out while the
+-- database was away and it was taken back); never while another node is attempting it. So an
+-- outcome written twice (a retry after a lost acknowledgement, a replay from the journal) or
+-- written late changes the row once.
 -- $2 ids, $3 new states, $4 next attempt delays (seconds; NULL when final), $5 mx, $6 codes,
--- $7 replies, $8 durations (ms), $9 whether the attempt counts (false for suppression)
+-- $7 replies, $8 durations (ms), $9 whether the attempt counts (false for suppression),
+-- $10 attempt counts at claim time
 WITH o AS (
     SELECT * FROM unnest($2::bigint[], $3::text[], $4::float8[], $5::text[], $6::int[],
-                         $7::text[], $8::int[], $9::bool[])
-        AS o(id, state, delay, mx, code, reply, duration_ms, counts)
+                         $7::text[], $8::int[], $9::bool[], $10::int[])
+        AS o(id, state, delay, mx, code, reply, duration_ms, counts, claimed_attempts)
 ), u AS (
     UPDATE recipients r
     SET state = o.state::recipient_state,
@@ -139,7 +153,9 @@ WITH o AS (
         finished_at = CASE WHEN o.state IN ('delivered', 'bounced', 'expired', 'suppressed')
                            THEN now() END
     FROM o
-    WHERE r.id = o.id AND r.state = 'sending' AND r.leased_by = $1
+    WHERE r.id = o.id AND r.attempts = o.claimed_attempts
+      AND ((r.state = 'sending' AND r.leased_by = $1)
+           OR (r.state IN ('queued', 'deferred') AND r.leased_by IS NULL))
     RETURNING r.id
 )
 INSERT INTO attempts (recipient_id, mx, code, reply, outcome, duration_ms, node)

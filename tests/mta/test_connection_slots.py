@@ -6,11 +6,14 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 
-from mta import queue, tenants
+from mta import database, queue, tenants
 from mta.connection_slots import ConnectionSlots
+from mta.database import DATABASE_ERRORS
 from mta.queue import Submission
 from tests.support.fixtures_daemon import TEST_DOMAIN
+from tests.support.own_postgres import OwnPostgres
 
 
 async def test_slots_are_shared_between_nodes_and_freed_when_a_lease_runs_out(
@@ -67,3 +70,29 @@ async def test_two_daemons_never_open_more_connections_to_a_site_than_its_limit(
     nodes = await first.db.fetchval("SELECT count(DISTINCT node) FROM attempts")
     assert nodes == 2  # both daemons delivered
     assert mx.peak_connections <= 2
+
+
+async def test_a_slot_whose_release_the_database_missed_is_freed_at_the_next_renewal(
+    own_postgres: OwnPostgres,
+) -> None:
+    db = await database.connect(own_postgres.url, size=2)
+    try:
+        ours = ConnectionSlots(db, "node-a", take_grace=0.5)
+        other = ConnectionSlots(db, "node-b")
+        closing = await ours.take("mx.dest.test", 2)
+        still_open = await ours.take("mx.dest.test", 2)
+        await own_postgres.stop()
+        with pytest.raises(DATABASE_ERRORS):  # the connection ends while PostgreSQL is away
+            await ours.release("mx.dest.test", closing)
+        assert ours.stale.is_set()
+        await own_postgres.start()
+        await asyncio.sleep(0.5)
+
+        await ours.renew()
+        # Before issue 11 the renewal kept the leaked slot forever: the site stayed full.
+        assert await other.take("mx.dest.test", 2) == closing
+        assert await other.take("mx.dest.test", 2) is None  # the open connection keeps its own
+        assert ours.live == {("mx.dest.test", still_open)}
+        assert not ours.stale.is_set()
+    finally:
+        await db.close()

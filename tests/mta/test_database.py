@@ -1,8 +1,11 @@
 """The schema migrates on a real PostgreSQL and is recorded, so a second run applies nothing."""
 
+import asyncio
+
 import asyncpg
 
 from mta import database
+from tests.support.own_postgres import OwnPostgres
 
 
 async def test_migrations_are_recorded_and_not_reapplied(database_url: str) -> None:
@@ -43,3 +46,39 @@ async def test_open_pool_refuses_pending_migrations_when_told_not_to_apply(
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+async def test_queries_through_postgresql_restarts_fail_only_while_it_is_away(
+    own_postgres: OwnPostgres,
+) -> None:
+    """Before issue 11, a pooled connection that had read PostgreSQL's FATAL goodbye but not yet
+    the end of its socket was handed out, and the query failed with asyncpg's `cannot switch to
+    state 12` though the server was back (the fault run saw a submission refused so)."""
+    pool = await database.connect(own_postgres.url, size=10)
+    await pool.execute("CREATE TABLE pings (id bigserial PRIMARY KEY, at timestamptz)")
+    refused: list[str] = []
+    running = True
+
+    async def client() -> None:
+        while running:
+            try:
+                await pool.fetch("INSERT INTO pings (at) VALUES (now()) RETURNING id")
+            except asyncpg.exceptions.InternalClientError as exc:
+                refused.append(str(exc))
+            except database.DATABASE_ERRORS:  # PostgreSQL is away: the caller answers 451
+                await asyncio.sleep(0.01)
+
+    clients = [asyncio.create_task(client()) for _ in range(20)]
+    try:
+        for _ in range(3):
+            await asyncio.sleep(1.0)
+            await own_postgres.stop("fast")
+            await asyncio.sleep(0.5)
+            await own_postgres.start()
+        await asyncio.sleep(1.0)
+    finally:
+        running = False
+        await asyncio.gather(*clients)
+    assert await pool.fetchval("SELECT count(*) FROM pings") > 100  # it worked in between
+    await pool.close()
+    assert refused == []

@@ -9,72 +9,19 @@ import asyncio
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
-import pytest
 
 from mta import database, tenants
 from mta.config import build_config
 from tests.support.fixtures_daemon import free_port
+from tests.support.own_postgres import OwnPostgres
 from tracker.server import TrackerServer, build_codec
 from tracker.tokens import Token, TokenKind
 
 HITS = 100  # opens and as many clicks while PostgreSQL is down
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
-
-
-@dataclass
-class OwnPostgres:
-    """An embedded PostgreSQL (pgserver) that this test may stop and start."""
-
-    server: object  # pgserver.PostgresServer
-    url: str
-
-    async def stop(self) -> None:
-        from pgserver._commands import pg_ctl
-
-        await asyncio.to_thread(
-            pg_ctl,
-            ["-w", "-m", "fast", "stop"],
-            pgdata=self.server.pgdata,
-            user=self.server.system_user,
-            timeout=30,
-        )
-
-    async def start(self) -> None:
-        """Started again as pgserver started it: same socket directory, so the same URL."""
-        from pgserver._commands import pg_ctl
-
-        socket_dir = self.server.get_postmaster_info().socket_dir
-        args = ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.server.log)]
-        await asyncio.to_thread(
-            pg_ctl,
-            [*args, "start"],
-            pgdata=self.server.pgdata,
-            user=self.server.system_user,
-            timeout=30,
-        )
-
-
-@pytest.fixture
-async def own_postgres(tmp_path: Path) -> AsyncIterator[OwnPostgres]:
-    import pgserver
-
-    server = await asyncio.to_thread(
-        pgserver.get_server, tmp_path / "pgdata", cleanup_mode="delete"
-    )
-    url = server.get_uri()
-    conn = await asyncpg.connect(url)
-    try:
-        await database.migrate(conn)
-    finally:
-        await conn.close()
-    yield OwnPostgres(server, url)
-    await asyncio.to_thread(server.cleanup)
 
 
 def _dropped(metrics_text: str) -> float:
