@@ -274,6 +274,11 @@ async def test_access_tokens_never_reach_the_logs(
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     setup_logging("info", "text")  # the daemon's logging, writing to the captured stderr
+    # The daemon keeps uvicorn's own lines at warning; one who turns them on (to see every
+    # WebSocket) still sees no token.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_level = uvicorn_log.level
+    uvicorn_log.setLevel(logging.INFO)
     try:
         url = control.url.replace("http://", "ws://") + f"/api/ws?access_token={token}"
         async with websockets.connect(url, open_timeout=5) as ws:
@@ -282,6 +287,7 @@ async def test_access_tokens_never_reach_the_logs(
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        uvicorn_log.setLevel(uvicorn_level)
     logged = capsys.readouterr().err
     assert "WebSocket /api/ws?access_token=[redacted]" in logged  # uvicorn's own line
     assert "Bearer [redacted]" in logged

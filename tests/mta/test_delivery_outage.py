@@ -38,9 +38,10 @@ async def _engine(
     )
     config = build_config(settings)
     db = await database.connect(own_postgres.url, size=4)
-    engine = await start_engine(config, db, own_postgres.url, 0, 1)
+    engine, keys = await start_engine(config, db, own_postgres.url, 0, 1)
     yield engine, db
     await engine.stop(grace=5)
+    await keys.stop()
     await db.close()
 
 

@@ -47,8 +47,8 @@ async def hostile_site(
             # row waiting longer than this test does).
             limits={"default": {"rate": "6000/m"}},
         )
-        engine = await start_engine(build_config(settings), pool, database_url, 0, 1)
-        started.append(engine)
+        engine, keys = await start_engine(build_config(settings), pool, database_url, 0, 1)
+        started.extend([keys, engine])
         return mx, engine
 
     yield start
