@@ -168,11 +168,15 @@ class Pool(asyncpg.Pool):
     async def _again(
         self, method: Callable[..., Awaitable[T]], *args: object, **kwargs: object
     ) -> T:
-        for attempt in range(3):
+        # Each refusal aborts its connection, and every idle one may be broken the same way
+        # after a restart: one more try than the pool has connections always reaches a sound
+        # one (3 tries were not always enough with 10 broken connections).
+        tries = self.get_max_size() + 1
+        for attempt in range(tries):
             try:
                 return await method(*args, **kwargs)
             except asyncpg.exceptions.InternalClientError as exc:
-                if attempt == 2 or not _never_started(exc):
+                if attempt == tries - 1 or not _never_started(exc):
                     raise
                 log.info("database: query refused by a broken connection (%s); again", exc)
         raise AssertionError("unreachable")
