@@ -122,7 +122,8 @@ async def test_swaks_submits_with_starttls_and_auth_and_both_dkim_verifiers_pass
     for mechanism in ("PLAIN", "LOGIN"):
         code, out = await _run(
             *_swaks(daemon, "--tls", "--auth", mechanism, "--auth-user", user),
-            *("--auth-password", password, "--from", f"app@{TEST_DOMAIN}"),
+            # "=": a generated secret may begin with "-", which swaks would read as an option
+            *(f"--auth-password={password}", "--from", f"app@{TEST_DOMAIN}"),
             *("--to", f"{mechanism.lower()}@dest.test", "--header", f"Subject: via {mechanism}"),
         )
         assert code == 0, out
